@@ -1,0 +1,1 @@
+//! H.264: avcC records and SPS parsing.
