@@ -37,7 +37,7 @@ pub struct Frame {
 }
 
 /// H.264 decoder configuration, as found in the FLV AVC sequence header.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VideoConfig {
     /// The AVCDecoderConfigurationRecord (body of an `avcC` box), NAL length size 4.
     pub avcc: Bytes,

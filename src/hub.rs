@@ -1,0 +1,235 @@
+//! The stream hub: one per live stream name. Ingest publishes into it; consumers
+//! (the packager today, transcoders and chat tomorrow) subscribe. The channel is a
+//! bounded broadcast ring: a slow consumer loses frames and resyncs, ingest never waits.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{broadcast, Notify};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::ingest::auth::Refusal;
+use crate::media::{AudioConfig, Frame, VideoConfig};
+use crate::metrics::Metrics;
+use crate::origin::store::{StreamEntry, Store};
+use crate::packager;
+
+/// Messages (≈ 13 s of 30 fps video plus AAC) a consumer may fall behind before it drops.
+pub const HUB_CAPACITY: usize = 1024;
+
+/// A publisher silent this long no longer blocks a new publisher of its name
+/// (an encoder reconnecting before its old TCP connection has timed out).
+pub const STALE_PUBLISHER: Duration = Duration::from_secs(5);
+
+/// Ended playlists stay readable this long after their stream ends.
+pub const ENDED_KEEP: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone)]
+pub enum HubMsg {
+    /// A publisher session begins with these codecs.
+    Start {
+        video: Option<VideoConfig>,
+        audio: Option<AudioConfig>,
+    },
+    /// Codec parameters changed mid-session.
+    Config {
+        video: Option<VideoConfig>,
+        audio: Option<AudioConfig>,
+    },
+    Frame(Frame),
+    /// The publisher left; the stream may resume within the grace period.
+    Stop,
+    /// The stream is over: end the playlists.
+    End,
+}
+
+struct Publisher {
+    id: u64,
+    last_data: Instant,
+    kick: Arc<Notify>,
+}
+
+/// One live stream name.
+pub struct Live {
+    pub name: String,
+    pub entry: Arc<StreamEntry>,
+    tx: broadcast::Sender<HubMsg>,
+    publisher: Mutex<Option<Publisher>>,
+    /// Bumped on every claim, so a stale grace timer knows it lost.
+    generation: AtomicU64,
+    packager: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// All live streams; the one place that decides who may publish.
+pub struct Hub {
+    pub config: Arc<Config>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    lives: Mutex<HashMap<String, Arc<Live>>>,
+    next_id: AtomicU64,
+}
+
+/// The right to publish one stream; released (grace period starts) on drop.
+pub struct PublishHandle {
+    hub: Arc<Hub>,
+    live: Arc<Live>,
+    id: u64,
+    /// Notified when a newer publisher takes over from a stalled one.
+    pub kicked: Arc<Notify>,
+}
+
+impl Hub {
+    pub fn new(config: Arc<Config>, store: Arc<Store>, metrics: Arc<Metrics>) -> Arc<Hub> {
+        Arc::new(Hub {
+            config,
+            store,
+            metrics,
+            lives: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    fn lives(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Live>>> {
+        self.lives.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claims `name` for a new publisher (the key was already checked).
+    pub fn claim(self: &Arc<Self>, name: &str) -> Result<PublishHandle, Refusal> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let kick = Arc::new(Notify::new());
+        let mut lives = self.lives();
+        if let Some(live) = lives.get(name).cloned() {
+            let mut publisher = live.publisher.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(p) = publisher.as_ref() {
+                if p.last_data.elapsed() < STALE_PUBLISHER {
+                    return Err(Refusal::AlreadyLive(name.to_string()));
+                }
+                tracing::warn!(stream = name, "previous publisher silent for {:?}; replacing it", p.last_data.elapsed());
+                p.kick.notify_one();
+            }
+            *publisher = Some(Publisher { id, last_data: Instant::now(), kick: kick.clone() });
+            live.generation.fetch_add(1, Ordering::Relaxed);
+            drop(publisher);
+            return Ok(PublishHandle { hub: self.clone(), live, id, kicked: kick });
+        }
+        let stream = self.config.stream(name).ok_or_else(|| Refusal::UnknownStream(name.to_string()))?;
+        let renditions = packager::renditions(&self.config, &stream.pipeline);
+        let names: Vec<&str> = renditions.iter().map(|s| s.as_str()).collect();
+        let hls = &self.config.hls;
+        let cut = crate::package::segmenter::CutConfig::from_durations(hls.segment_target, hls.part_target);
+        let entry = self.store.create(name, &names, hls.segment_target, cut.part_target_secs(), hls.window);
+        let (tx, rx) = broadcast::channel(HUB_CAPACITY);
+        let live = Arc::new(Live {
+            name: name.to_string(),
+            entry: entry.clone(),
+            tx,
+            publisher: Mutex::new(Some(Publisher { id, last_data: Instant::now(), kick: kick.clone() })),
+            generation: AtomicU64::new(1),
+            packager: Mutex::new(None),
+        });
+        let task = tokio::spawn(packager::run(entry, cut, rx, self.metrics.clone()));
+        *live.packager.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        lives.insert(name.to_string(), live.clone());
+        tracing::info!(stream = name, "stream live");
+        Ok(PublishHandle { hub: self.clone(), live, id, kicked: kick })
+    }
+
+    /// Names of streams that currently have a publisher or are in their grace period.
+    pub fn live_names(&self) -> Vec<String> {
+        self.lives().keys().cloned().collect()
+    }
+
+    pub fn is_publishing(&self, name: &str) -> bool {
+        self.lives()
+            .get(name)
+            .is_some_and(|l| l.publisher.lock().map(|p| p.is_some()).unwrap_or(false))
+    }
+
+    fn release(self: &Arc<Self>, live: &Arc<Live>, id: u64) {
+        {
+            let mut p = live.publisher.lock().unwrap_or_else(|e| e.into_inner());
+            if p.as_ref().map(|p| p.id) != Some(id) {
+                return; // already replaced by a newer publisher
+            }
+            *p = None;
+        }
+        let _ = live.tx.send(HubMsg::Stop);
+        let generation = live.generation.load(Ordering::Relaxed);
+        let grace = self.config.hls.grace;
+        let hub = self.clone();
+        let live = live.clone();
+        tracing::info!(stream = %live.name, "publisher gone; playlist ends in {:?} unless it returns", grace);
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            hub.end_if_idle(&live, generation).await;
+        });
+    }
+
+    async fn end_if_idle(&self, live: &Arc<Live>, generation: u64) {
+        {
+            let mut lives = self.lives();
+            let idle = live.publisher.lock().map(|p| p.is_none()).unwrap_or(false);
+            if !idle || live.generation.load(Ordering::Relaxed) != generation {
+                return;
+            }
+            if lives.get(&live.name).is_some_and(|l| Arc::ptr_eq(l, live)) {
+                lives.remove(&live.name);
+            }
+        }
+        tracing::info!(stream = %live.name, "stream ended");
+        Self::finish(live).await;
+        self.store.sweep(ENDED_KEEP);
+    }
+
+    async fn finish(live: &Arc<Live>) {
+        let _ = live.tx.send(HubMsg::End);
+        let task = live.packager.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                tracing::warn!(stream = %live.name, "packager did not finish in time");
+            }
+        }
+        // The packager normally ends the playlist; make sure even if it lagged out.
+        live.entry.end();
+    }
+
+    /// Server shutdown: end every playlist and flush.
+    pub async fn shutdown(&self) {
+        let lives: Vec<Arc<Live>> = self.lives().drain().map(|(_, l)| l).collect();
+        for live in &lives {
+            Self::finish(live).await;
+        }
+    }
+}
+
+impl PublishHandle {
+    pub fn name(&self) -> &str {
+        &self.live.name
+    }
+
+    /// Sends to every consumer; never waits (full consumers lose their oldest messages).
+    pub fn send(&self, msg: HubMsg) {
+        if matches!(msg, HubMsg::Frame(_)) {
+            if let Ok(mut p) = self.live.publisher.lock() {
+                if let Some(p) = p.as_mut().filter(|p| p.id == self.id) {
+                    p.last_data = Instant::now();
+                }
+            }
+        }
+        let _ = self.live.tx.send(msg);
+    }
+
+    /// A second receiver, for consumers other than the packager.
+    pub fn subscribe(&self) -> broadcast::Receiver<HubMsg> {
+        self.live.tx.subscribe()
+    }
+}
+
+impl Drop for PublishHandle {
+    fn drop(&mut self) {
+        self.hub.release(&self.live, self.id);
+    }
+}

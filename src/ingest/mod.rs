@@ -1,0 +1,5 @@
+//! Ingest: publishers in, [`crate::media::Frame`]s out to the stream hub.
+
+pub mod auth;
+pub mod flv;
+pub mod rtmp;

@@ -1,0 +1,408 @@
+//! RTMP ingest: tokio glue around rml_rtmp's sans-IO handshake and server session.
+//! One task per TCP connection; anything malformed ends that connection only.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::sessions::{
+    ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::hub::{Hub, HubMsg, PublishHandle};
+use crate::ingest::auth::{self, Refusal};
+use crate::ingest::flv::{self, AudioTag, VideoTag};
+use crate::media::{AudioConfig, Frame, Track, VideoConfig};
+use crate::origin::store::unix_ms;
+
+/// The RTMP application publishers use.
+pub const APP: &str = "live";
+/// Time allowed for the handshake and the connect/publish exchange.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A publishing connection silent this long is dropped.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes a client may send before it is publishing: commands are tiny, so more is abuse.
+const MAX_SETUP_BYTES: usize = 256 * 1024;
+
+/// Accepts RTMP connections until the listener fails.
+pub async fn serve(listener: TcpListener, hub: Arc<Hub>) {
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("rtmp accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        hub.metrics.rtmp_connections.fetch_add(1, Ordering::Relaxed);
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let mut conn = Connection::new(hub.clone(), peer);
+            match conn.run(sock).await {
+                Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
+                Err(e) => {
+                    hub.metrics.rtmp_errors.fetch_add(1, Ordering::Relaxed);
+                    let stream = conn.publish.as_ref().map(|p| p.name().to_string());
+                    tracing::warn!(%peer, stream = stream.as_deref().unwrap_or("-"), "rtmp session ended: {e}");
+                }
+            }
+        });
+    }
+}
+
+/// Why an RTMP session ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("handshake failed: {0}")]
+    Handshake(String),
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Media(#[from] flv::FlvError),
+    #[error("sent {0} bytes without publishing")]
+    SetupFlood(usize),
+    #[error("publish refused: {0}")]
+    Refused(Refusal),
+    #[error("replaced by a newer publisher")]
+    Replaced,
+}
+
+/// Extends RTMP's wrapping 32-bit millisecond clock to a monotonic-ish i64.
+#[derive(Default)]
+struct Clock {
+    last: Option<u32>,
+    ext: i64,
+}
+
+impl Clock {
+    fn extend(&mut self, raw: u32) -> i64 {
+        if let Some(last) = self.last {
+            self.ext += raw.wrapping_sub(last) as i32 as i64;
+        } else {
+            self.ext = raw as i64;
+        }
+        self.last = Some(raw);
+        self.ext
+    }
+}
+
+struct Connection {
+    hub: Arc<Hub>,
+    peer: SocketAddr,
+    publish: Option<PublishHandle>,
+    video: Option<VideoConfig>,
+    audio: Option<AudioConfig>,
+    started: bool,
+    video_clock: Clock,
+    audio_clock: Clock,
+    received: usize,
+    /// Set when a request was refused: send the status, then close.
+    refused: Option<Refusal>,
+}
+
+impl Connection {
+    fn new(hub: Arc<Hub>, peer: SocketAddr) -> Self {
+        Connection {
+            hub,
+            peer,
+            publish: None,
+            video: None,
+            audio: None,
+            started: false,
+            video_clock: Clock::default(),
+            audio_clock: Clock::default(),
+            received: 0,
+            refused: None,
+        }
+    }
+
+    async fn run(&mut self, mut sock: TcpStream) -> Result<(), SessionError> {
+        let leftover = tokio::time::timeout(SETUP_TIMEOUT, handshake(&mut sock))
+            .await
+            .map_err(|_| SessionError::Timeout("during the handshake"))??;
+        let (mut session, initial) = ServerSession::new(ServerSessionConfig::new())
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        self.handle_results(&mut sock, &mut session, initial).await?;
+        let results = session
+            .handle_input(&leftover)
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        self.handle_results(&mut sock, &mut session, results).await?;
+
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let timeout = if self.publish.is_some() { IDLE_TIMEOUT } else { SETUP_TIMEOUT };
+            let kicked = async {
+                match &self.publish {
+                    Some(p) => p.kicked.clone().notified_owned().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let n = tokio::select! {
+                r = tokio::time::timeout(timeout, sock.read(&mut buf)) => {
+                    r.map_err(|_| SessionError::Timeout("waiting for data"))??
+                }
+                _ = kicked => return Err(SessionError::Replaced),
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            self.hub.metrics.ingest_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            if self.publish.is_none() {
+                self.received += n;
+                if self.received > MAX_SETUP_BYTES {
+                    return Err(SessionError::SetupFlood(self.received));
+                }
+            }
+            let results = session
+                .handle_input(&buf[..n])
+                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            self.handle_results(&mut sock, &mut session, results).await?;
+        }
+    }
+
+    async fn handle_results(
+        &mut self,
+        sock: &mut TcpStream,
+        session: &mut ServerSession,
+        results: Vec<ServerSessionResult>,
+    ) -> Result<(), SessionError> {
+        let mut pending = std::collections::VecDeque::from(results);
+        while let Some(r) = pending.pop_front() {
+            match r {
+                ServerSessionResult::OutboundResponse(packet) => {
+                    sock.write_all(&packet.bytes).await?;
+                }
+                ServerSessionResult::RaisedEvent(event) => {
+                    let more = self.handle_event(session, event)?;
+                    pending.extend(more);
+                    if let Some(refusal) = self.refused.take() {
+                        // Deliver the error status before closing.
+                        while let Some(ServerSessionResult::OutboundResponse(p)) = pending.pop_front() {
+                            sock.write_all(&p.bytes).await?;
+                        }
+                        let _ = sock.flush().await;
+                        return Err(SessionError::Refused(refusal));
+                    }
+                }
+                ServerSessionResult::UnhandleableMessageReceived(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_event(
+        &mut self,
+        session: &mut ServerSession,
+        event: ServerSessionEvent,
+    ) -> Result<Vec<ServerSessionResult>, SessionError> {
+        let protocol = |e: rml_rtmp::sessions::ServerSessionError| SessionError::Protocol(e.to_string());
+        match event {
+            ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
+                if app_name.trim_matches('/') == APP {
+                    session.accept_request(request_id).map_err(protocol)
+                } else {
+                    self.refuse(session, request_id, Refusal::UnknownApp(app_name), "NetConnection.Connect.Rejected")
+                }
+            }
+            ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
+                let key = auth::parse_stream_key(&stream_key);
+                let claim = auth::authorize(&self.hub.config, &key)
+                    .map(str::to_string)
+                    .and_then(|name| self.hub.claim(&name));
+                match claim {
+                    Ok(handle) => {
+                        tracing::info!(peer = %self.peer, stream = handle.name(), "rtmp publish accepted");
+                        self.publish = Some(handle);
+                        session.accept_request(request_id).map_err(protocol)
+                    }
+                    Err(r) => {
+                        let code = match r {
+                            Refusal::AlreadyLive(_) => "NetStream.Publish.BadName",
+                            _ => "NetStream.Publish.Unauthorized",
+                        };
+                        self.refuse(session, request_id, r, code)
+                    }
+                }
+            }
+            ServerSessionEvent::PublishStreamFinished { .. } => {
+                tracing::info!(peer = %self.peer, "rtmp publisher finished");
+                self.publish = None;
+                self.started = false;
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
+                self.on_video(&data, timestamp.value)?;
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
+                self.on_audio(&data, timestamp.value)?;
+                Ok(Vec::new())
+            }
+            ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
+                tracing::debug!(peer = %self.peer, ?metadata, "stream metadata");
+                Ok(Vec::new())
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn refuse(
+        &mut self,
+        session: &mut ServerSession,
+        request_id: u32,
+        refusal: Refusal,
+        code: &str,
+    ) -> Result<Vec<ServerSessionResult>, SessionError> {
+        self.hub.metrics.rtmp_rejected.fetch_add(1, Ordering::Relaxed);
+        let out = session
+            .reject_request(request_id, code, &refusal.to_string())
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        self.refused = Some(refusal);
+        Ok(out)
+    }
+
+    fn on_video(&mut self, body: &Bytes, ts: u32) -> Result<(), SessionError> {
+        if self.publish.is_none() {
+            return Ok(()); // media before publish: ignore, as other servers do
+        }
+        let tag = match flv::parse_video_tag(body) {
+            Ok(t) => t,
+            Err(e) if skippable(&e) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        match tag {
+            VideoTag::SequenceHeader(cfg) => {
+                tracing::info!(peer = %self.peer, codec = %cfg.codec_string(), width = cfg.width, height = cfg.height, "video config");
+                self.set_config(Some(cfg), self.audio.clone());
+            }
+            VideoTag::Frame { keyframe, cts_ms, data } => {
+                let dts = self.video_clock.extend(ts);
+                self.emit(Frame {
+                    track: Track::Video,
+                    dts: dts * 90,
+                    cts: cts_ms.saturating_mul(90),
+                    keyframe,
+                    data,
+                    arrival_ms: unix_ms(SystemTime::now()),
+                });
+            }
+            VideoTag::EndOfSequence => {}
+        }
+        Ok(())
+    }
+
+    fn on_audio(&mut self, body: &Bytes, ts: u32) -> Result<(), SessionError> {
+        if self.publish.is_none() {
+            return Ok(());
+        }
+        let tag = match flv::parse_audio_tag(body) {
+            Ok(t) => t,
+            Err(e) if skippable(&e) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        match tag {
+            AudioTag::SequenceHeader(cfg) => {
+                tracing::info!(peer = %self.peer, codec = %cfg.codec_string(), rate = cfg.sample_rate, channels = cfg.channels, "audio config");
+                self.set_config(self.video.clone(), Some(cfg));
+            }
+            AudioTag::Frame(data) => {
+                let dts = self.audio_clock.extend(ts);
+                self.emit(Frame {
+                    track: Track::Audio,
+                    dts: dts * 90,
+                    cts: 0,
+                    keyframe: true,
+                    data,
+                    arrival_ms: unix_ms(SystemTime::now()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn set_config(&mut self, video: Option<VideoConfig>, audio: Option<AudioConfig>) {
+        if video == self.video && audio == self.audio {
+            return;
+        }
+        self.video = video;
+        self.audio = audio;
+        if self.started {
+            if let Some(p) = &self.publish {
+                p.send(HubMsg::Config { video: self.video.clone(), audio: self.audio.clone() });
+            }
+        }
+    }
+
+    /// Sends a frame; the first one starts the session with the codecs seen so far.
+    fn emit(&mut self, frame: Frame) {
+        let Some(p) = &self.publish else {
+            return;
+        };
+        let known = match frame.track {
+            Track::Video => self.video.is_some(),
+            Track::Audio => self.audio.is_some(),
+        };
+        if !known {
+            return; // no sequence header yet: undecodable
+        }
+        if !self.started {
+            self.started = true;
+            p.send(HubMsg::Start { video: self.video.clone(), audio: self.audio.clone() });
+        }
+        self.hub.metrics.ingest_frames.fetch_add(1, Ordering::Relaxed);
+        p.send(HubMsg::Frame(frame));
+    }
+}
+
+/// Tags that carry no media but are legal in a healthy stream.
+fn skippable(e: &flv::FlvError) -> bool {
+    matches!(
+        e,
+        flv::FlvError::VideoCommandFrame | flv::FlvError::EmptyVideoFrame | flv::FlvError::EmptyAudioFrame
+    )
+}
+
+/// Runs the server side of the RTMP handshake; returns bytes that followed it.
+async fn handshake(sock: &mut TcpStream) -> Result<Vec<u8>, SessionError> {
+    let mut hs = Handshake::new(PeerType::Server);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = sock.read(&mut buf).await?;
+        if n == 0 {
+            return Err(SessionError::Handshake("connection closed during the handshake".into()));
+        }
+        match hs.process_bytes(&buf[..n]).map_err(|e| SessionError::Handshake(format!("{e:?}")))? {
+            HandshakeProcessResult::InProgress { response_bytes } => {
+                sock.write_all(&response_bytes).await?;
+            }
+            HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+                sock.write_all(&response_bytes).await?;
+                return Ok(remaining_bytes);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_extends_across_wraparound() {
+        let mut c = Clock::default();
+        assert_eq!(c.extend(u32::MAX - 10), (u32::MAX - 10) as i64);
+        assert_eq!(c.extend(5), u32::MAX as i64 + 6);
+        assert_eq!(c.extend(3), u32::MAX as i64 + 4, "small steps back stay signed");
+    }
+}

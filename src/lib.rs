@@ -1,0 +1,24 @@
+//! ferrocast: a live-streaming media server. RTMP in, Low-Latency HLS out.
+//!
+//! # Layout
+//! - [`config`]: `config/ferrocast.toml` and `pipelines/*.toml`, with file:line:col diagnostics.
+//! - [`ingest`]: publishers in. `rtmp` (tokio glue around rml_rtmp), `flv` (tag bodies →
+//!   frames, sans-IO), `auth` (stream keys).
+//! - [`media`]: the codec-neutral [`media::Frame`] and H.264/AAC configuration parsing.
+//! - [`hub`]: one broadcast hub per live stream; who may publish; grace periods.
+//! - [`packager`]: hub → segmenter → origin store, one task per stream.
+//! - [`package`]: sans-IO CMAF boxes, the part/segment cutter, LL-HLS playlist text.
+//! - [`origin`]: the in-memory store and the HTTP routes with LL-HLS blocking semantics.
+//! - [`api`], [`metrics`]: JSON stream list and Prometheus text.
+//! - [`server`]: binds the listeners and runs everything until a signal.
+
+pub mod api;
+pub mod config;
+pub mod hub;
+pub mod ingest;
+pub mod media;
+pub mod metrics;
+pub mod origin;
+pub mod package;
+pub mod packager;
+pub mod server;

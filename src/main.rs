@@ -1,0 +1,127 @@
+//! The `ferrocast` command: `serve` and `check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ferrocast::config;
+
+#[derive(Parser)]
+#[command(name = "ferrocast", version, about = "Live streaming: RTMP in, Low-Latency HLS out")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// HTTP listen address (overrides [server] http).
+        #[arg(long)]
+        http: Option<SocketAddr>,
+        /// RTMP listen address (overrides [server] rtmp).
+        #[arg(long)]
+        rtmp: Option<SocketAddr>,
+        /// SRT listen address (overrides [server] srt).
+        #[arg(long)]
+        srt: Option<SocketAddr>,
+    },
+    /// Validate the configuration and every pipeline it uses.
+    Check {
+        #[arg(long, default_value = config::DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve { config, http, rtmp, srt } => serve(config, http, rtmp, srt),
+    }
+}
+
+fn load(path: &PathBuf) -> Result<config::Config, ExitCode> {
+    config::load(path).map_err(|diags| {
+        for d in &diags {
+            eprintln!("{d}");
+        }
+        eprintln!("{}: {} problem(s)", path.display(), diags.len());
+        ExitCode::from(1)
+    })
+}
+
+fn check(path: &PathBuf) -> ExitCode {
+    match load(path) {
+        Ok(cfg) => {
+            for w in config::warnings(&cfg) {
+                eprintln!("{}: warning: {w}", path.display());
+            }
+            println!(
+                "{}: ok ({} stream(s), {} pipeline(s))",
+                path.display(),
+                cfg.streams.len(),
+                cfg.pipelines.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn serve(
+    path: PathBuf,
+    http: Option<SocketAddr>,
+    rtmp: Option<SocketAddr>,
+    srt: Option<SocketAddr>,
+) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut cfg = match load(&path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    cfg.server.http = http.unwrap_or(cfg.server.http);
+    cfg.server.rtmp = rtmp.unwrap_or(cfg.server.rtmp);
+    cfg.server.srt = srt.unwrap_or(cfg.server.srt);
+    let conflicts = cfg.server.conflicts();
+    if !conflicts.is_empty() {
+        for c in conflicts {
+            eprintln!("error: {c}");
+        }
+        return ExitCode::from(1);
+    }
+    for w in config::warnings(&cfg) {
+        tracing::warn!("{w}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let server = match ferrocast::server::Server::start(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        tracing::info!("SRT ingest is not available in this version; [server] srt is not bound");
+        ferrocast::server::shutdown_signal().await;
+        tracing::info!("shutting down: ending live playlists");
+        server.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,6 @@
+//! The HTTP origin: the in-memory store, routes, and cache rules.
+
+pub mod cache;
+pub mod http;
+pub mod query;
+pub mod store;

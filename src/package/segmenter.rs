@@ -1,0 +1,423 @@
+//! Cuts a stream of [`Frame`]s into LL-HLS parts and segments (sans-IO).
+//!
+//! Rules: a segment starts on a video keyframe at or after `segment_target`;
+//! a part never exceeds `part_target`. A part is closed as soon as the frame that
+//! fills it arrives (its last frame's duration is predicted from the previous
+//! frame interval), so a part is available one processing step after its last
+//! frame, not one frame later. Each part carries its own `tfdt`, so a
+//! mispredicted duration costs a sub-millisecond gap, never drift.
+//!
+//! Output media time is continuous across publisher sessions: a reconnecting
+//! publisher whose clock restarts at zero is shifted to follow on, and the first
+//! segment after it is flagged as a discontinuity.
+
+use bytes::Bytes;
+
+use crate::media::{AudioConfig, Frame, Track, VideoConfig, TIMESCALE};
+use crate::package::cmaf::{self, Sample, TrackRun, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
+
+/// Cut settings in 90 kHz ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct CutConfig {
+    pub segment_target: u64,
+    /// The longest part we ever emit; advertised as `PART-TARGET`.
+    pub part_target: u64,
+}
+
+/// Slack on the configured part target. RTMP timestamps are whole milliseconds,
+/// so six 30 fps frames span 199–201 ms; without slack a 200 ms target would get
+/// five-frame parts. The playlist advertises the target including this slack, so
+/// "every part ≤ PART-TARGET" holds exactly.
+pub const PART_TARGET_SLACK: u64 = 90;
+
+impl CutConfig {
+    pub fn from_durations(segment: std::time::Duration, part: std::time::Duration) -> Self {
+        let ticks = |d: std::time::Duration| (d.as_micros() as u64 * TIMESCALE as u64) / 1_000_000;
+        CutConfig {
+            segment_target: ticks(segment),
+            part_target: ticks(part) + PART_TARGET_SLACK,
+        }
+    }
+
+    /// The advertised `PART-TARGET` in seconds.
+    pub fn part_target_secs(&self) -> f64 {
+        self.part_target as f64 / TIMESCALE as f64
+    }
+}
+
+/// What the segmenter produced; the origin store turns these into playlists.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// A new initialisation segment; following segments use it.
+    Init { version: u32, bytes: Bytes },
+    /// A segment opened (its first part follows).
+    SegmentStart {
+        msn: u64,
+        pdt_ms: u64,
+        discontinuity: bool,
+        init_version: u32,
+    },
+    /// A finished part of the open segment.
+    Part(PartOut),
+    /// The open segment is complete.
+    SegmentEnd { msn: u64, duration: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartOut {
+    pub msn: u64,
+    /// Index within the segment.
+    pub index: u32,
+    /// Global part number: stays valid as a preload hint across segment cuts.
+    pub number: u64,
+    pub duration: f64,
+    pub independent: bool,
+    pub bytes: Bytes,
+    /// Arrival (UNIX ms) of the last frame in the part, for the part-lag metric.
+    pub last_arrival_ms: u64,
+}
+
+#[derive(Debug, Default)]
+struct OpenPart {
+    video: Vec<Sample>,
+    audio: Vec<Sample>,
+    video_base: u64,
+    audio_base: u64,
+    /// Output dts (90 kHz) where the part starts on the driving track.
+    start: u64,
+    /// Output dts just past the last sample of the driving track.
+    end: u64,
+    last_arrival_ms: u64,
+}
+
+#[derive(Debug)]
+struct OpenSegment {
+    msn: u64,
+    start: u64,
+    parts: u32,
+}
+
+/// The sans-IO segmenter for one rendition.
+#[derive(Debug)]
+pub struct Segmenter {
+    cfg: CutConfig,
+    video: Option<VideoConfig>,
+    audio: Option<AudioConfig>,
+    init_version: u32,
+    /// Added to input dts to keep output time continuous across sessions.
+    offset: Option<i64>,
+    /// Output time the next session should continue from.
+    resume_at: u64,
+    discontinuity_pending: bool,
+    /// (output dts, UNIX ms) pair that maps media time to program date-time.
+    anchor: Option<(u64, u64)>,
+    segment: Option<OpenSegment>,
+    part: OpenPart,
+    next_msn: u64,
+    next_part_number: u64,
+    fragment_seq: u32,
+    last_video_dts: Option<u64>,
+    video_interval: u64,
+    /// Next expected audio decode time in the audio timescale.
+    audio_next: Option<u64>,
+}
+
+/// Frame interval assumed until two frames have been seen (30 fps).
+const DEFAULT_VIDEO_INTERVAL: u64 = (TIMESCALE / 30) as u64;
+
+impl Segmenter {
+    pub fn new(cfg: CutConfig) -> Self {
+        Segmenter {
+            cfg,
+            video: None,
+            audio: None,
+            init_version: 0,
+            offset: None,
+            resume_at: 0,
+            discontinuity_pending: false,
+            anchor: None,
+            segment: None,
+            part: OpenPart::default(),
+            next_msn: 0,
+            next_part_number: 0,
+            fragment_seq: 1,
+            last_video_dts: None,
+            video_interval: DEFAULT_VIDEO_INTERVAL,
+            audio_next: None,
+        }
+    }
+
+    /// Number the next part will carry (the preload hint).
+    pub fn next_part_number(&self) -> u64 {
+        self.next_part_number
+    }
+
+    /// A publisher session starts (first one or a reconnect) with these codecs.
+    pub fn begin_session(
+        &mut self,
+        video: Option<VideoConfig>,
+        audio: Option<AudioConfig>,
+    ) -> Vec<Output> {
+        let mut out = self.end_session();
+        let first = self.init_version == 0 && self.next_msn == 0;
+        if !first {
+            self.discontinuity_pending = true;
+        }
+        if first || video != self.video || audio != self.audio {
+            self.video = video;
+            self.audio = audio;
+            self.init_version += 1;
+            out.push(Output::Init {
+                version: self.init_version,
+                bytes: cmaf::init_segment(self.video.as_ref(), self.audio.as_ref()),
+            });
+        }
+        self.offset = None;
+        self.anchor = None;
+        self.last_video_dts = None;
+        self.audio_next = None;
+        out
+    }
+
+    /// Codec parameters changed mid-session: new init segment and a discontinuity.
+    pub fn change_config(
+        &mut self,
+        video: Option<VideoConfig>,
+        audio: Option<AudioConfig>,
+    ) -> Vec<Output> {
+        if video == self.video && audio == self.audio {
+            return Vec::new();
+        }
+        let mut out = self.close_segment();
+        self.video = video;
+        self.audio = audio;
+        self.init_version += 1;
+        self.discontinuity_pending = true;
+        out.push(Output::Init {
+            version: self.init_version,
+            bytes: cmaf::init_segment(self.video.as_ref(), self.audio.as_ref()),
+        });
+        out
+    }
+
+    /// The publisher went away: flush what is buffered as a final part and segment.
+    pub fn end_session(&mut self) -> Vec<Output> {
+        let out = self.close_segment();
+        self.resume_at = self.resume_at.max(self.part.end);
+        out
+    }
+
+    /// Feeds one frame; returns what became available.
+    pub fn push(&mut self, frame: &Frame) -> Vec<Output> {
+        let mut out = Vec::new();
+        let has_video = self.video.is_some();
+        match frame.track {
+            Track::Video if has_video => self.push_video(frame, &mut out),
+            Track::Audio if self.audio.is_some() => self.push_audio(frame, !has_video, &mut out),
+            _ => {}
+        }
+        out
+    }
+
+    fn out_dts(&mut self, frame: &Frame) -> u64 {
+        let offset = *self
+            .offset
+            .get_or_insert(self.resume_at as i64 - frame.dts);
+        (frame.dts + offset).max(0) as u64
+    }
+
+    fn push_video(&mut self, frame: &Frame, out: &mut Vec<Output>) {
+        if self.segment.is_none() && !frame.keyframe {
+            return; // a segment must start on a keyframe
+        }
+        let dts = self.out_dts(frame);
+        if let Some(prev) = self.last_video_dts {
+            if dts > prev && dts - prev < TIMESCALE as u64 {
+                self.video_interval = dts - prev;
+            }
+        }
+        self.last_video_dts = Some(dts);
+        // Fix the previous sample's predicted duration when it is still in the open part.
+        if let Some(last) = self.part.video.last_mut() {
+            let start = self.part.end - last.duration as u64;
+            if dts > start {
+                last.duration = (dts - start) as u32;
+                self.part.end = dts;
+            }
+        }
+        // Keyframes land within a millisecond of the GOP grid; half a frame of
+        // tolerance keeps a 2 s GOP from making 4 s segments.
+        let tolerance = self.video_interval / 2;
+        let cut_segment = match &self.segment {
+            None => true,
+            Some(seg) => {
+                frame.keyframe && dts + tolerance >= seg.start + self.cfg.segment_target
+            }
+        };
+        if cut_segment {
+            if self.part.video.is_empty() && self.part.audio.is_empty() {
+                // The last part closed on a predicted end; the keyframe is the truth.
+                self.part.end = dts;
+            }
+            out.extend(self.close_segment());
+            self.open_segment(dts, frame.arrival_ms, out);
+        } else if !self.part.video.is_empty()
+            && dts + self.video_interval > self.part.start + self.cfg.part_target
+        {
+            // This frame would overflow the part: the part is done.
+            out.extend(self.close_part());
+        }
+        if self.part.video.is_empty() && self.part.audio.is_empty() {
+            self.part.start = dts;
+        }
+        if self.part.video.is_empty() {
+            self.part.video_base = dts;
+        }
+        self.part.video.push(Sample {
+            duration: self.video_interval as u32,
+            cts: frame.cts,
+            keyframe: frame.keyframe,
+            data: frame.data.clone(),
+        });
+        self.part.end = dts + self.video_interval;
+        self.part.last_arrival_ms = self.part.last_arrival_ms.max(frame.arrival_ms);
+        // Eager close: one more frame would not fit, so publish now.
+        if self.part.end + self.video_interval > self.part.start + self.cfg.part_target {
+            out.extend(self.close_part());
+        }
+    }
+
+    fn push_audio(&mut self, frame: &Frame, drives: bool, out: &mut Vec<Output>) {
+        let Some(cfg) = self.audio.as_ref() else {
+            return;
+        };
+        let rate = cfg.sample_rate.max(1) as u64;
+        let spf = cfg.samples_per_frame.max(1) as u64;
+        let dts = self.out_dts(frame);
+        if drives && self.segment.is_none() {
+            self.open_segment(dts, frame.arrival_ms, out);
+        }
+        let Some(seg) = self.segment.as_ref() else {
+            return; // waiting for the first video keyframe
+        };
+        if dts < seg.start {
+            return; // audio from before the first picture: not shown
+        }
+        let actual = dts * rate / TIMESCALE as u64;
+        // Keep audio sample-exact unless the source clock jumps by a frame or more.
+        let at = match self.audio_next {
+            Some(next) if actual.abs_diff(next) < spf => next,
+            _ => actual,
+        };
+        self.audio_next = Some(at + spf);
+        if drives {
+            let seg_start = seg.start;
+            let at90 = at * TIMESCALE as u64 / rate;
+            let frame90 = spf * TIMESCALE as u64 / rate;
+            if at90 + frame90 / 2 >= seg_start + self.cfg.segment_target {
+                out.extend(self.close_segment());
+                self.open_segment(at90, frame.arrival_ms, out);
+            } else if !self.part.audio.is_empty()
+                && at90 + frame90 > self.part.start + self.cfg.part_target
+            {
+                out.extend(self.close_part());
+            }
+            if self.part.audio.is_empty() {
+                self.part.start = at90;
+            }
+            self.part.end = at90 + frame90;
+        }
+        if self.part.audio.is_empty() {
+            self.part.audio_base = at;
+        }
+        self.part.audio.push(Sample {
+            duration: spf as u32,
+            cts: 0,
+            keyframe: true,
+            data: frame.data.clone(),
+        });
+        self.part.last_arrival_ms = self.part.last_arrival_ms.max(frame.arrival_ms);
+    }
+
+    fn open_segment(&mut self, start: u64, arrival_ms: u64, out: &mut Vec<Output>) {
+        let (anchor_dts, anchor_ms) = *self.anchor.get_or_insert((start, arrival_ms));
+        let pdt_ms = anchor_ms as i64 + (start as i64 - anchor_dts as i64) * 1000 / TIMESCALE as i64;
+        let msn = self.next_msn;
+        self.next_msn += 1;
+        self.segment = Some(OpenSegment {
+            msn,
+            start,
+            parts: 0,
+        });
+        self.part = OpenPart {
+            start,
+            end: start,
+            ..OpenPart::default()
+        };
+        out.push(Output::SegmentStart {
+            msn,
+            pdt_ms: pdt_ms.max(0) as u64,
+            discontinuity: std::mem::take(&mut self.discontinuity_pending),
+            init_version: self.init_version,
+        });
+    }
+
+    fn close_part(&mut self) -> Option<Output> {
+        let seg = self.segment.as_mut()?;
+        if self.part.video.is_empty() && self.part.audio.is_empty() {
+            return None;
+        }
+        let part = std::mem::take(&mut self.part);
+        let independent = match part.video.first() {
+            Some(s) => s.keyframe,
+            None => self.video.is_none(),
+        };
+        let mut runs = Vec::with_capacity(2);
+        if !part.video.is_empty() {
+            runs.push(TrackRun {
+                track_id: VIDEO_TRACK_ID,
+                base_decode_time: part.video_base,
+                samples: part.video,
+            });
+        }
+        if !part.audio.is_empty() {
+            runs.push(TrackRun {
+                track_id: AUDIO_TRACK_ID,
+                base_decode_time: part.audio_base,
+                samples: part.audio,
+            });
+        }
+        let bytes = cmaf::fragment(self.fragment_seq, &runs, seg.parts == 0);
+        self.fragment_seq = self.fragment_seq.wrapping_add(1);
+        let out = PartOut {
+            msn: seg.msn,
+            index: seg.parts,
+            number: self.next_part_number,
+            duration: part.end.saturating_sub(part.start) as f64 / TIMESCALE as f64,
+            independent,
+            bytes,
+            last_arrival_ms: part.last_arrival_ms,
+        };
+        seg.parts += 1;
+        self.next_part_number += 1;
+        self.part = OpenPart {
+            start: part.end,
+            end: part.end,
+            ..OpenPart::default()
+        };
+        Some(Output::Part(out))
+    }
+
+    fn close_segment(&mut self) -> Vec<Output> {
+        let mut out = Vec::new();
+        out.extend(self.close_part());
+        if let Some(seg) = self.segment.take() {
+            let end = self.part.end.max(seg.start);
+            out.push(Output::SegmentEnd {
+                msn: seg.msn,
+                duration: (end - seg.start) as f64 / TIMESCALE as f64,
+            });
+        }
+        out
+    }
+}

@@ -1,0 +1,87 @@
+//! Binds the listeners and runs ingest and origin until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::hub::{Hub, ENDED_KEEP};
+use crate::metrics::Metrics;
+use crate::origin::http::{self, App};
+use crate::origin::store::Store;
+
+/// Where the player pages live (relative to the working directory, like all paths).
+pub const WEB_DIR: &str = "web";
+
+/// The listeners a running server is bound to (ports resolved when 0 was asked).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+}
+
+/// A started server.
+pub struct Server {
+    pub bound: Bound,
+    pub hub: Arc<Hub>,
+}
+
+impl Server {
+    /// Binds every listener and spawns the accept loops on the current runtime.
+    pub async fn start(config: Config) -> std::io::Result<Server> {
+        let config = Arc::new(config);
+        let http_l = TcpListener::bind(config.server.http).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen for HTTP on {}: {e}", config.server.http))
+        })?;
+        let rtmp_l = TcpListener::bind(config.server.rtmp).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen for RTMP on {}: {e}", config.server.rtmp))
+        })?;
+        let bound = Bound { http: http_l.local_addr()?, rtmp: rtmp_l.local_addr()? };
+        let hub = Hub::new(config.clone(), Arc::new(Store::default()), Arc::new(Metrics::default()));
+        let app = Arc::new(App { hub: hub.clone(), web_dir: PathBuf::from(WEB_DIR) });
+        tokio::spawn(http::serve(http_l, app));
+        tokio::spawn(crate::ingest::rtmp::serve(rtmp_l, hub.clone()));
+        let sweeper = hub.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                sweeper.store.sweep(ENDED_KEEP);
+            }
+        });
+        tracing::info!(http = %bound.http, rtmp = %bound.rtmp, "ferrocast listening");
+        Ok(Server { bound, hub })
+    }
+
+    /// Ends every live playlist (EXT-X-ENDLIST) and flushes the last parts.
+    pub async fn shutdown(&self) {
+        self.hub.shutdown().await;
+        // Let held requests see the final playlists before the process exits.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
