@@ -255,12 +255,20 @@ impl Segmenter {
             }
         };
         if cut_segment {
-            if self.part.video.is_empty() && self.part.audio.is_empty() {
-                // The last part closed on a predicted end; the keyframe is the truth.
-                self.part.end = dts;
-            }
+            // Audio that arrived after the last video part closed moves on with the
+            // keyframe rather than forming a zero-length, audio-only part.
+            let carried = if self.part.video.is_empty() {
+                self.part.end = dts; // the last part ended on a prediction; the keyframe is the truth
+                Some((std::mem::take(&mut self.part.audio), self.part.audio_base))
+            } else {
+                None
+            };
             out.extend(self.close_segment());
             self.open_segment(dts, frame.arrival_ms, out);
+            if let Some((audio, base)) = carried.filter(|(a, _)| !a.is_empty()) {
+                self.part.audio = audio;
+                self.part.audio_base = base;
+            }
         } else if !self.part.video.is_empty()
             && dts + self.video_interval > self.part.start + self.cfg.part_target
         {

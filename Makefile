@@ -1,0 +1,60 @@
+# ferrocast — `make run` starts the server on the default config; `make test` runs every test.
+# Both install what is missing first (Debian packages, npm packages) and build.
+
+CONFIG ?= config/ferrocast.toml
+HOST   ?= 127.0.0.1
+RTMP_PORT ?= 1935
+HTTP_PORT ?= 8080
+CARGO  ?= cargo
+
+.PHONY: run test demo check build release setup setup-test lint fmt bench clean
+
+run: setup release
+	@echo ""
+	@echo "  OBS → Settings → Stream:  Service: Custom…"
+	@echo "      Server:      rtmp://$(HOST):$(RTMP_PORT)/live"
+	@echo "      Stream Key:  demo?key=demo-key"
+	@echo "  Watch:           http://$(HOST):$(HTTP_PORT)/watch/demo"
+	@echo "  Playlist:        http://$(HOST):$(HTTP_PORT)/live/demo/index.m3u8"
+	@echo "  Test pattern:    make demo   (in another terminal)"
+	@echo ""
+	./target/release/ferrocast serve --config $(CONFIG)
+
+test: setup-test
+	$(CARGO) build --release --bins
+	$(CARGO) test --release -- --test-threads=2
+
+demo:
+	@command -v ffmpeg >/dev/null || scripts/setup.sh run
+	ffmpeg -hide_banner -loglevel warning -re \
+	  -f lavfi -i "testsrc2=size=1280x720:rate=30" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
+	  -c:v libx264 -preset veryfast -tune zerolatency -profile:v high -pix_fmt yuv420p \
+	  -g 60 -keyint_min 60 -sc_threshold 0 -b:v 3000k -maxrate 3000k -bufsize 3000k \
+	  -c:a aac -b:a 128k -ar 48000 -ac 2 \
+	  -f flv "rtmp://$(HOST):$(RTMP_PORT)/live/demo?key=demo-key"
+
+check: release
+	./target/release/ferrocast check --config $(CONFIG)
+
+setup:
+	scripts/setup.sh run
+
+setup-test:
+	scripts/setup.sh test
+
+release:
+	$(CARGO) build --release
+
+build:
+	$(CARGO) build
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf node_modules web/vendor

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what ferrocast needs on Debian 12, only what is missing:
+#   scripts/setup.sh run    packages to build and run the server (+ ffmpeg for `make demo`)
+#   scripts/setup.sh test   also what the tests use (chromium, nginx-rtmp peer, ...)
+# and the npm packages (hls.js for the player page, playwright-core for browser tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want=${1:-run}
+pkgs=(ffmpeg curl ca-certificates pkg-config nodejs npm)
+if [ "$want" = test ]; then
+  pkgs+=(chromium fonts-dejavu-core nginx libnginx-mod-rtmp)
+fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Node may come from elsewhere (nodesource, nvm): accept any node >= 18 on PATH.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust (https://rustup.rs) first" >&2; exit 1
+fi
+# npm packages, pinned in package-lock.json; hls.js is served to the player from web/vendor.
+if [ ! -f node_modules/hls.js/dist/hls.min.js ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+mkdir -p web/vendor
+cp node_modules/hls.js/dist/hls.min.js web/vendor/hls.min.js
