@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::ingest::auth::Refusal;
 use crate::media::{AudioConfig, Frame, VideoConfig};
 use crate::metrics::Metrics;
-use crate::origin::store::{StreamEntry, Store};
+use crate::origin::store::{Store, StreamEntry};
 use crate::packager;
 
 /// Messages (≈ 13 s of 30 fps video plus AAC) a consumer may fall behind before it drops.
@@ -107,26 +107,55 @@ impl Hub {
                 if p.last_data.elapsed() < STALE_PUBLISHER {
                     return Err(Refusal::AlreadyLive(name.to_string()));
                 }
-                tracing::warn!(stream = name, "previous publisher silent for {:?}; replacing it", p.last_data.elapsed());
+                tracing::warn!(
+                    stream = name,
+                    "previous publisher silent for {:?}; replacing it",
+                    p.last_data.elapsed()
+                );
                 p.kick.notify_one();
             }
-            *publisher = Some(Publisher { id, last_data: Instant::now(), kick: kick.clone() });
+            *publisher = Some(Publisher {
+                id,
+                last_data: Instant::now(),
+                kick: kick.clone(),
+            });
             live.generation.fetch_add(1, Ordering::Relaxed);
             drop(publisher);
-            return Ok(PublishHandle { hub: self.clone(), live, id, kicked: kick });
+            return Ok(PublishHandle {
+                hub: self.clone(),
+                live,
+                id,
+                kicked: kick,
+            });
         }
-        let stream = self.config.stream(name).ok_or_else(|| Refusal::UnknownStream(name.to_string()))?;
+        let stream = self
+            .config
+            .stream(name)
+            .ok_or_else(|| Refusal::UnknownStream(name.to_string()))?;
         let renditions = packager::renditions(&self.config, &stream.pipeline);
         let names: Vec<&str> = renditions.iter().map(|s| s.as_str()).collect();
         let hls = &self.config.hls;
-        let cut = crate::package::segmenter::CutConfig::from_durations(hls.segment_target, hls.part_target);
-        let entry = self.store.create(name, &names, hls.segment_target, cut.part_target_secs(), hls.window);
+        let cut = crate::package::segmenter::CutConfig::from_durations(
+            hls.segment_target,
+            hls.part_target,
+        );
+        let entry = self.store.create(
+            name,
+            &names,
+            hls.segment_target,
+            cut.part_target_secs(),
+            hls.window,
+        );
         let (tx, rx) = broadcast::channel(HUB_CAPACITY);
         let live = Arc::new(Live {
             name: name.to_string(),
             entry: entry.clone(),
             tx,
-            publisher: Mutex::new(Some(Publisher { id, last_data: Instant::now(), kick: kick.clone() })),
+            publisher: Mutex::new(Some(Publisher {
+                id,
+                last_data: Instant::now(),
+                kick: kick.clone(),
+            })),
             generation: AtomicU64::new(1),
             packager: Mutex::new(None),
         });
@@ -134,7 +163,12 @@ impl Hub {
         *live.packager.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         lives.insert(name.to_string(), live.clone());
         tracing::info!(stream = name, "stream live");
-        Ok(PublishHandle { hub: self.clone(), live, id, kicked: kick })
+        Ok(PublishHandle {
+            hub: self.clone(),
+            live,
+            id,
+            kicked: kick,
+        })
     }
 
     /// Names of streams that currently have a publisher or are in their grace period.
@@ -186,9 +220,16 @@ impl Hub {
 
     async fn finish(live: &Arc<Live>) {
         let _ = live.tx.send(HubMsg::End);
-        let task = live.packager.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let task = live
+            .packager
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(task) = task {
-            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
                 tracing::warn!(stream = %live.name, "packager did not finish in time");
             }
         }

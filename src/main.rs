@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use ferrocast::config;
 
 #[derive(Parser)]
-#[command(name = "ferrocast", version, about = "Live streaming: RTMP in, Low-Latency HLS out")]
+#[command(
+    name = "ferrocast",
+    version,
+    about = "Live streaming: RTMP in, Low-Latency HLS out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,7 +45,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Serve { config, http, rtmp, srt } => serve(config, http, rtmp, srt),
+        Command::Serve {
+            config,
+            http,
+            rtmp,
+            srt,
+        } => serve(config, http, rtmp, srt),
     }
 }
 
@@ -103,7 +112,10 @@ fn serve(
     for w in config::warnings(&cfg) {
         tracing::warn!("{w}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

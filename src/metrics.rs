@@ -39,30 +39,87 @@ impl Metrics {
     pub fn render(&self, live_streams: usize) -> String {
         let mut s = String::new();
         let counters: [(&str, &str, &AtomicU64); 11] = [
-            ("ferrocast_rtmp_connections_total", "RTMP connections accepted", &self.rtmp_connections),
-            ("ferrocast_rtmp_rejected_total", "RTMP publish requests refused", &self.rtmp_rejected),
-            ("ferrocast_rtmp_errors_total", "RTMP sessions ended by a protocol or media error", &self.rtmp_errors),
-            ("ferrocast_ingest_bytes_total", "Bytes received from publishers", &self.ingest_bytes),
-            ("ferrocast_ingest_frames_total", "Access units received from publishers", &self.ingest_frames),
-            ("ferrocast_hub_lagged_frames_total", "Frames a slow consumer missed", &self.hub_lagged_frames),
-            ("ferrocast_parts_total", "LL-HLS parts published", &self.parts_published),
-            ("ferrocast_segments_total", "HLS segments published", &self.segments_published),
-            ("ferrocast_http_requests_total", "HTTP requests served", &self.http_requests),
-            ("ferrocast_http_body_bytes_total", "HTTP body bytes sent", &self.http_bytes),
-            ("ferrocast_http_blocking_timeouts_total", "Blocking requests answered 503", &self.http_blocking_timeouts),
+            (
+                "ferrocast_rtmp_connections_total",
+                "RTMP connections accepted",
+                &self.rtmp_connections,
+            ),
+            (
+                "ferrocast_rtmp_rejected_total",
+                "RTMP publish requests refused",
+                &self.rtmp_rejected,
+            ),
+            (
+                "ferrocast_rtmp_errors_total",
+                "RTMP sessions ended by a protocol or media error",
+                &self.rtmp_errors,
+            ),
+            (
+                "ferrocast_ingest_bytes_total",
+                "Bytes received from publishers",
+                &self.ingest_bytes,
+            ),
+            (
+                "ferrocast_ingest_frames_total",
+                "Access units received from publishers",
+                &self.ingest_frames,
+            ),
+            (
+                "ferrocast_hub_lagged_frames_total",
+                "Frames a slow consumer missed",
+                &self.hub_lagged_frames,
+            ),
+            (
+                "ferrocast_parts_total",
+                "LL-HLS parts published",
+                &self.parts_published,
+            ),
+            (
+                "ferrocast_segments_total",
+                "HLS segments published",
+                &self.segments_published,
+            ),
+            (
+                "ferrocast_http_requests_total",
+                "HTTP requests served",
+                &self.http_requests,
+            ),
+            (
+                "ferrocast_http_body_bytes_total",
+                "HTTP body bytes sent",
+                &self.http_bytes,
+            ),
+            (
+                "ferrocast_http_blocking_timeouts_total",
+                "Blocking requests answered 503",
+                &self.http_blocking_timeouts,
+            ),
         ];
         for (name, help, v) in counters {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
+            let _ = writeln!(
+                s,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(s, "# HELP ferrocast_live_streams Streams with a live playlist\n# TYPE ferrocast_live_streams gauge\nferrocast_live_streams {live_streams}");
         let name = "ferrocast_part_lag_seconds";
         let _ = writeln!(s, "# HELP {name} Part availability minus arrival of its last frame\n# TYPE {name} histogram");
         for (i, bound) in LAG_BUCKETS_MS.iter().enumerate() {
-            let _ = writeln!(s, "{name}_bucket{{le=\"{}\"}} {}", *bound as f64 / 1000.0, self.lag_buckets[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                s,
+                "{name}_bucket{{le=\"{}\"}} {}",
+                *bound as f64 / 1000.0,
+                self.lag_buckets[i].load(Ordering::Relaxed)
+            );
         }
         let count = self.lag_count.load(Ordering::Relaxed);
         let _ = writeln!(s, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(s, "{name}_sum {}", self.lag_sum_ms.load(Ordering::Relaxed) as f64 / 1000.0);
+        let _ = writeln!(
+            s,
+            "{name}_sum {}",
+            self.lag_sum_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
         let _ = writeln!(s, "{name}_count {count}");
         s
     }

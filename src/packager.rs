@@ -51,13 +51,19 @@ pub async fn run(
         };
         let out = match msg {
             HubMsg::Start { video, audio } => {
-                codecs = RenditionInfo { video: video.clone(), audio: audio.clone() };
+                codecs = RenditionInfo {
+                    video: video.clone(),
+                    audio: audio.clone(),
+                };
                 entry.set_info(0, codecs.clone());
                 resync = false;
                 seg.begin_session(video, audio)
             }
             HubMsg::Config { video, audio } => {
-                codecs = RenditionInfo { video: video.clone(), audio: audio.clone() };
+                codecs = RenditionInfo {
+                    video: video.clone(),
+                    audio: audio.clone(),
+                };
                 entry.set_info(0, codecs.clone());
                 seg.change_config(video, audio)
             }
@@ -94,18 +100,27 @@ fn publish(entry: &StreamEntry, metrics: &Metrics, seg: &Segmenter, out: Vec<Out
     if out.is_empty() {
         return;
     }
-    let now = unix_ms(SystemTime::now());
-    for o in &out {
-        match o {
-            Output::Part(p) => {
-                metrics.parts_published.fetch_add(1, Ordering::Relaxed);
-                metrics.observe_part_lag(now.saturating_sub(p.last_arrival_ms));
-            }
-            Output::SegmentEnd { .. } => {
-                metrics.segments_published.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
-    }
+    // (msn, index, last frame arrival) of each part, measured once the store has it.
+    let parts: Vec<(u64, u32, u64)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Part(p) => Some((p.msn, p.index, p.last_arrival_ms)),
+            _ => None,
+        })
+        .collect();
+    let segments = out
+        .iter()
+        .filter(|o| matches!(o, Output::SegmentEnd { .. }))
+        .count();
     entry.apply(0, out, seg.next_part_number());
+    let now = unix_ms(SystemTime::now());
+    for (msn, part, arrival) in parts {
+        let lag_ms = now.saturating_sub(arrival);
+        metrics.parts_published.fetch_add(1, Ordering::Relaxed);
+        metrics.observe_part_lag(lag_ms);
+        tracing::debug!(target: "ferrocast::lag", stream = %entry.name, msn, part, lag_ms);
+    }
+    metrics
+        .segments_published
+        .fetch_add(segments as u64, Ordering::Relaxed);
 }

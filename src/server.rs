@@ -34,14 +34,30 @@ impl Server {
     pub async fn start(config: Config) -> std::io::Result<Server> {
         let config = Arc::new(config);
         let http_l = TcpListener::bind(config.server.http).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen for HTTP on {}: {e}", config.server.http))
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen for HTTP on {}: {e}", config.server.http),
+            )
         })?;
         let rtmp_l = TcpListener::bind(config.server.rtmp).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen for RTMP on {}: {e}", config.server.rtmp))
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen for RTMP on {}: {e}", config.server.rtmp),
+            )
         })?;
-        let bound = Bound { http: http_l.local_addr()?, rtmp: rtmp_l.local_addr()? };
-        let hub = Hub::new(config.clone(), Arc::new(Store::default()), Arc::new(Metrics::default()));
-        let app = Arc::new(App { hub: hub.clone(), web_dir: PathBuf::from(WEB_DIR) });
+        let bound = Bound {
+            http: http_l.local_addr()?,
+            rtmp: rtmp_l.local_addr()?,
+        };
+        let hub = Hub::new(
+            config.clone(),
+            Arc::new(Store::default()),
+            Arc::new(Metrics::default()),
+        );
+        let app = Arc::new(App {
+            hub: hub.clone(),
+            web_dir: PathBuf::from(WEB_DIR),
+        });
         tokio::spawn(http::serve(http_l, app));
         tokio::spawn(crate::ingest::rtmp::serve(rtmp_l, hub.clone()));
         let sweeper = hub.clone();

@@ -79,14 +79,32 @@ mod tests {
     fn stream_key_with_secret() {
         assert_eq!(
             parse_stream_key("demo?key=s3cret"),
-            StreamKey { name: "demo", key: Some("s3cret") }
+            StreamKey {
+                name: "demo",
+                key: Some("s3cret")
+            }
         );
         assert_eq!(
             parse_stream_key("demo?foo=1&key=abc&x=y"),
-            StreamKey { name: "demo", key: Some("abc") }
+            StreamKey {
+                name: "demo",
+                key: Some("abc")
+            }
         );
-        assert_eq!(parse_stream_key("demo"), StreamKey { name: "demo", key: None });
-        assert_eq!(parse_stream_key("?key=x"), StreamKey { name: "", key: Some("x") });
+        assert_eq!(
+            parse_stream_key("demo"),
+            StreamKey {
+                name: "demo",
+                key: None
+            }
+        );
+        assert_eq!(
+            parse_stream_key("?key=x"),
+            StreamKey {
+                name: "",
+                key: Some("x")
+            }
+        );
     }
 
     #[test]

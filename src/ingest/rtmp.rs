@@ -133,15 +133,21 @@ impl Connection {
             .map_err(|_| SessionError::Timeout("during the handshake"))??;
         let (mut session, initial) = ServerSession::new(ServerSessionConfig::new())
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
-        self.handle_results(&mut sock, &mut session, initial).await?;
+        self.handle_results(&mut sock, &mut session, initial)
+            .await?;
         let results = session
             .handle_input(&leftover)
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
-        self.handle_results(&mut sock, &mut session, results).await?;
+        self.handle_results(&mut sock, &mut session, results)
+            .await?;
 
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let timeout = if self.publish.is_some() { IDLE_TIMEOUT } else { SETUP_TIMEOUT };
+            let timeout = if self.publish.is_some() {
+                IDLE_TIMEOUT
+            } else {
+                SETUP_TIMEOUT
+            };
             let kicked = async {
                 match &self.publish {
                     Some(p) => p.kicked.clone().notified_owned().await,
@@ -157,7 +163,10 @@ impl Connection {
             if n == 0 {
                 return Ok(());
             }
-            self.hub.metrics.ingest_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            self.hub
+                .metrics
+                .ingest_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
             if self.publish.is_none() {
                 self.received += n;
                 if self.received > MAX_SETUP_BYTES {
@@ -167,7 +176,8 @@ impl Connection {
             let results = session
                 .handle_input(&buf[..n])
                 .map_err(|e| SessionError::Protocol(e.to_string()))?;
-            self.handle_results(&mut sock, &mut session, results).await?;
+            self.handle_results(&mut sock, &mut session, results)
+                .await?;
         }
     }
 
@@ -188,7 +198,9 @@ impl Connection {
                     pending.extend(more);
                     if let Some(refusal) = self.refused.take() {
                         // Deliver the error status before closing.
-                        while let Some(ServerSessionResult::OutboundResponse(p)) = pending.pop_front() {
+                        while let Some(ServerSessionResult::OutboundResponse(p)) =
+                            pending.pop_front()
+                        {
                             sock.write_all(&p.bytes).await?;
                         }
                         let _ = sock.flush().await;
@@ -206,16 +218,29 @@ impl Connection {
         session: &mut ServerSession,
         event: ServerSessionEvent,
     ) -> Result<Vec<ServerSessionResult>, SessionError> {
-        let protocol = |e: rml_rtmp::sessions::ServerSessionError| SessionError::Protocol(e.to_string());
+        let protocol =
+            |e: rml_rtmp::sessions::ServerSessionError| SessionError::Protocol(e.to_string());
         match event {
-            ServerSessionEvent::ConnectionRequested { request_id, app_name } => {
+            ServerSessionEvent::ConnectionRequested {
+                request_id,
+                app_name,
+            } => {
                 if app_name.trim_matches('/') == APP {
                     session.accept_request(request_id).map_err(protocol)
                 } else {
-                    self.refuse(session, request_id, Refusal::UnknownApp(app_name), "NetConnection.Connect.Rejected")
+                    self.refuse(
+                        session,
+                        request_id,
+                        Refusal::UnknownApp(app_name),
+                        "NetConnection.Connect.Rejected",
+                    )
                 }
             }
-            ServerSessionEvent::PublishStreamRequested { request_id, stream_key, .. } => {
+            ServerSessionEvent::PublishStreamRequested {
+                request_id,
+                stream_key,
+                ..
+            } => {
                 let key = auth::parse_stream_key(&stream_key);
                 let claim = auth::authorize(&self.hub.config, &key)
                     .map(str::to_string)
@@ -241,11 +266,15 @@ impl Connection {
                 self.started = false;
                 Ok(Vec::new())
             }
-            ServerSessionEvent::VideoDataReceived { data, timestamp, .. } => {
+            ServerSessionEvent::VideoDataReceived {
+                data, timestamp, ..
+            } => {
                 self.on_video(&data, timestamp.value)?;
                 Ok(Vec::new())
             }
-            ServerSessionEvent::AudioDataReceived { data, timestamp, .. } => {
+            ServerSessionEvent::AudioDataReceived {
+                data, timestamp, ..
+            } => {
                 self.on_audio(&data, timestamp.value)?;
                 Ok(Vec::new())
             }
@@ -264,7 +293,10 @@ impl Connection {
         refusal: Refusal,
         code: &str,
     ) -> Result<Vec<ServerSessionResult>, SessionError> {
-        self.hub.metrics.rtmp_rejected.fetch_add(1, Ordering::Relaxed);
+        self.hub
+            .metrics
+            .rtmp_rejected
+            .fetch_add(1, Ordering::Relaxed);
         let out = session
             .reject_request(request_id, code, &refusal.to_string())
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
@@ -286,7 +318,11 @@ impl Connection {
                 tracing::info!(peer = %self.peer, codec = %cfg.codec_string(), width = cfg.width, height = cfg.height, "video config");
                 self.set_config(Some(cfg), self.audio.clone());
             }
-            VideoTag::Frame { keyframe, cts_ms, data } => {
+            VideoTag::Frame {
+                keyframe,
+                cts_ms,
+                data,
+            } => {
                 let dts = self.video_clock.extend(ts);
                 self.emit(Frame {
                     track: Track::Video,
@@ -339,7 +375,10 @@ impl Connection {
         self.audio = audio;
         if self.started {
             if let Some(p) = &self.publish {
-                p.send(HubMsg::Config { video: self.video.clone(), audio: self.audio.clone() });
+                p.send(HubMsg::Config {
+                    video: self.video.clone(),
+                    audio: self.audio.clone(),
+                });
             }
         }
     }
@@ -358,9 +397,15 @@ impl Connection {
         }
         if !self.started {
             self.started = true;
-            p.send(HubMsg::Start { video: self.video.clone(), audio: self.audio.clone() });
+            p.send(HubMsg::Start {
+                video: self.video.clone(),
+                audio: self.audio.clone(),
+            });
         }
-        self.hub.metrics.ingest_frames.fetch_add(1, Ordering::Relaxed);
+        self.hub
+            .metrics
+            .ingest_frames
+            .fetch_add(1, Ordering::Relaxed);
         p.send(HubMsg::Frame(frame));
     }
 }
@@ -369,7 +414,9 @@ impl Connection {
 fn skippable(e: &flv::FlvError) -> bool {
     matches!(
         e,
-        flv::FlvError::VideoCommandFrame | flv::FlvError::EmptyVideoFrame | flv::FlvError::EmptyAudioFrame
+        flv::FlvError::VideoCommandFrame
+            | flv::FlvError::EmptyVideoFrame
+            | flv::FlvError::EmptyAudioFrame
     )
 }
 
@@ -380,13 +427,21 @@ async fn handshake(sock: &mut TcpStream) -> Result<Vec<u8>, SessionError> {
     loop {
         let n = sock.read(&mut buf).await?;
         if n == 0 {
-            return Err(SessionError::Handshake("connection closed during the handshake".into()));
+            return Err(SessionError::Handshake(
+                "connection closed during the handshake".into(),
+            ));
         }
-        match hs.process_bytes(&buf[..n]).map_err(|e| SessionError::Handshake(format!("{e:?}")))? {
+        match hs
+            .process_bytes(&buf[..n])
+            .map_err(|e| SessionError::Handshake(format!("{e:?}")))?
+        {
             HandshakeProcessResult::InProgress { response_bytes } => {
                 sock.write_all(&response_bytes).await?;
             }
-            HandshakeProcessResult::Completed { response_bytes, remaining_bytes } => {
+            HandshakeProcessResult::Completed {
+                response_bytes,
+                remaining_bytes,
+            } => {
                 sock.write_all(&response_bytes).await?;
                 return Ok(remaining_bytes);
             }
@@ -403,6 +458,10 @@ mod tests {
         let mut c = Clock::default();
         assert_eq!(c.extend(u32::MAX - 10), (u32::MAX - 10) as i64);
         assert_eq!(c.extend(5), u32::MAX as i64 + 6);
-        assert_eq!(c.extend(3), u32::MAX as i64 + 4, "small steps back stay signed");
+        assert_eq!(
+            c.extend(3),
+            u32::MAX as i64 + 4,
+            "small steps back stay signed"
+        );
     }
 }

@@ -63,21 +63,34 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
 }
 
 async fn handle(app: &App, req: Request<Incoming>) -> Resp {
-    app.hub.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+    app.hub
+        .metrics
+        .http_requests
+        .fetch_add(1, Ordering::Relaxed);
     let mut resp = route(app, &req).await;
     if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
-        app.hub.metrics.http_blocking_timeouts.fetch_add(1, Ordering::Relaxed);
+        app.hub
+            .metrics
+            .http_blocking_timeouts
+            .fetch_add(1, Ordering::Relaxed);
     }
     let h = resp.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     if !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache::NO_STORE));
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(cache::NO_STORE),
+        );
     }
     if req.method() == Method::HEAD {
         let (parts, body) = resp.into_parts();
         let n = hyper::body::Body::size_hint(&body).exact().unwrap_or(0);
         let mut r = Response::from_parts(parts, Full::new(Bytes::new()));
-        r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         return r;
     }
     if let Some(n) = hyper::body::Body::size_hint(resp.body()).exact() {
@@ -92,9 +105,18 @@ async fn route(app: &App, req: &Request<Incoming>) -> Resp {
         Method::OPTIONS => {
             let mut r = status(StatusCode::NO_CONTENT, "");
             let h = r.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
-            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
-            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, HEAD, OPTIONS"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("*"),
+            );
+            h.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("86400"),
+            );
             return r;
         }
         _ => return status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
@@ -161,7 +183,12 @@ fn hold_limit(entry: &StreamEntry) -> Duration {
 
 async fn multivariant(entry: &StreamEntry) -> Resp {
     // A player may ask the moment the stream goes live: give the codecs a moment to arrive.
-    let ready = || entry.renditions.iter().any(|r| r.info().video.is_some() || r.info().audio.is_some());
+    let ready = || {
+        entry
+            .renditions
+            .iter()
+            .any(|r| r.info().video.is_some() || r.info().audio.is_some())
+    };
     if !wait_until(entry, hold_limit(entry), ready).await {
         return status(StatusCode::SERVICE_UNAVAILABLE, "stream has no media yet\n");
     }
@@ -181,10 +208,16 @@ async fn media_playlist(entry: &StreamEntry, idx: usize, q: Option<&str>) -> Res
     if let Some(msn) = d.msn {
         let last = r.last_position().map(|(m, _)| m).unwrap_or(0);
         if msn > last + 2 {
-            return status(StatusCode::BAD_REQUEST, "_HLS_msn is more than two segments ahead\n");
+            return status(
+                StatusCode::BAD_REQUEST,
+                "_HLS_msn is more than two segments ahead\n",
+            );
         }
         if !wait_until(entry, limit, || r.ended() || r.has(msn, d.part)).await {
-            return status(StatusCode::SERVICE_UNAVAILABLE, "requested part did not appear in time\n");
+            return status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "requested part did not appear in time\n",
+            );
         }
     } else if !wait_until(entry, limit, || r.ended() || r.last_position().is_some()).await {
         return status(StatusCode::SERVICE_UNAVAILABLE, "stream has no media yet\n");
@@ -202,13 +235,21 @@ async fn media_playlist(entry: &StreamEntry, idx: usize, q: Option<&str>) -> Res
     playlist_response(Bytes::from(text.as_bytes().to_vec()), cc)
 }
 
-async fn media_object(entry: &StreamEntry, r: &Rendition, file: &str, req: &Request<Incoming>) -> Resp {
+async fn media_object(
+    entry: &StreamEntry,
+    r: &Rendition,
+    file: &str,
+    req: &Request<Incoming>,
+) -> Resp {
     let mut obj = r.object(file);
     if obj.is_none() && r.is_hinted(file) {
         // The preload hint promised this part: hold the request until it exists.
         let limit = hold_limit(entry);
         if !wait_until(entry, limit, || r.ended() || r.object(file).is_some()).await {
-            return status(StatusCode::SERVICE_UNAVAILABLE, "hinted part did not appear in time\n");
+            return status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "hinted part did not appear in time\n",
+            );
         }
         obj = r.object(file);
     }
@@ -224,19 +265,28 @@ async fn media_object(entry: &StreamEntry, r: &Rendition, file: &str, req: &Requ
         status(StatusCode::NOT_MODIFIED, "")
     } else {
         let mut r = Response::new(Full::new(obj.bytes.clone()));
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(obj.content_type));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(obj.content_type),
+        );
         r
     };
     let h = resp.headers_mut();
     h.insert(header::ETAG, etag);
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache::IMMUTABLE));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache::IMMUTABLE),
+    );
     resp
 }
 
 fn playlist_response(body: Bytes, cache_control: String) -> Resp {
     let mut r = Response::new(Full::new(body));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(PLAYLIST_TYPE));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(PLAYLIST_TYPE),
+    );
     if let Ok(v) = HeaderValue::from_str(&cache_control) {
         h.insert(header::CACHE_CONTROL, v);
     }
@@ -263,28 +313,42 @@ fn static_file(dir: &Path, rel: &str, _cc: Option<&str>) -> Resp {
         _ => "application/octet-stream",
     };
     let mut r = Response::new(Full::new(Bytes::from(bytes)));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
     r
 }
 
 pub fn json(body: String) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body)));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 
 fn text(code: StatusCode, body: &str) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = code;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
 fn status(code: StatusCode, body: &str) -> Resp {
     let mut r = text(code, body);
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static(cache::NO_STORE));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache::NO_STORE),
+    );
     r
 }
 

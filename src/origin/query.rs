@@ -12,7 +12,11 @@ pub struct Directives {
 
 /// Parses the directives; an error message for a malformed one (answered 400).
 pub fn parse(query: Option<&str>) -> Result<Directives, String> {
-    let mut d = Directives { msn: None, part: None, skip: Skip::No };
+    let mut d = Directives {
+        msn: None,
+        part: None,
+        skip: Skip::No,
+    };
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
@@ -41,9 +45,23 @@ mod tests {
     #[test]
     fn parses_all_directives() {
         let d = parse(Some("_HLS_msn=12&_HLS_part=3&_HLS_skip=YES")).unwrap();
-        assert_eq!(d, Directives { msn: Some(12), part: Some(3), skip: Skip::Yes });
+        assert_eq!(
+            d,
+            Directives {
+                msn: Some(12),
+                part: Some(3),
+                skip: Skip::Yes
+            }
+        );
         assert_eq!(parse(Some("_HLS_skip=v2")).unwrap().skip, Skip::V2);
-        assert_eq!(parse(None).unwrap(), Directives { msn: None, part: None, skip: Skip::No });
+        assert_eq!(
+            parse(None).unwrap(),
+            Directives {
+                msn: None,
+                part: None,
+                skip: Skip::No
+            }
+        );
     }
 
     #[test]

@@ -231,7 +231,11 @@ impl Rendition {
             bytes += b;
             secs += d;
         }
-        let avg = if secs > 0.0 { bytes as f64 * 8.0 / secs } else { 0.0 };
+        let avg = if secs > 0.0 {
+            bytes as f64 * 8.0 / secs
+        } else {
+            0.0
+        };
         (peak as u64, avg as u64)
     }
 
@@ -320,7 +324,11 @@ impl StreamEntry {
                 self.apply_one(&mut st, o);
             }
             let hint = format!("part-{}-{}.m4s", self.epoch, next_part_number);
-            st.playlist.preload_hint = if st.playlist.ended { None } else { Some(hint.clone()) };
+            st.playlist.preload_hint = if st.playlist.ended {
+                None
+            } else {
+                Some(hint.clone())
+            };
             st.next_part_uri = Some(hint);
         }
         self.bump();
@@ -330,7 +338,8 @@ impl StreamEntry {
         match o {
             Output::Init { version, bytes } => {
                 let uri = format!("init-{}-{}.mp4", self.epoch, version);
-                st.objects.insert(uri.clone(), self.object(&uri, bytes, "video/mp4"));
+                st.objects
+                    .insert(uri.clone(), self.object(&uri, bytes, "video/mp4"));
                 st.init_uris.insert(version, uri);
                 st.current_init = version;
             }

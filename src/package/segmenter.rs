@@ -220,9 +220,7 @@ impl Segmenter {
     }
 
     fn out_dts(&mut self, frame: &Frame) -> u64 {
-        let offset = *self
-            .offset
-            .get_or_insert(self.resume_at as i64 - frame.dts);
+        let offset = *self.offset.get_or_insert(self.resume_at as i64 - frame.dts);
         (frame.dts + offset).max(0) as u64
     }
 
@@ -250,9 +248,7 @@ impl Segmenter {
         let tolerance = self.video_interval / 2;
         let cut_segment = match &self.segment {
             None => true,
-            Some(seg) => {
-                frame.keyframe && dts + tolerance >= seg.start + self.cfg.segment_target
-            }
+            Some(seg) => frame.keyframe && dts + tolerance >= seg.start + self.cfg.segment_target,
         };
         if cut_segment {
             // Audio that arrived after the last video part closed moves on with the
@@ -349,7 +345,8 @@ impl Segmenter {
 
     fn open_segment(&mut self, start: u64, arrival_ms: u64, out: &mut Vec<Output>) {
         let (anchor_dts, anchor_ms) = *self.anchor.get_or_insert((start, arrival_ms));
-        let pdt_ms = anchor_ms as i64 + (start as i64 - anchor_dts as i64) * 1000 / TIMESCALE as i64;
+        let pdt_ms =
+            anchor_ms as i64 + (start as i64 - anchor_dts as i64) * 1000 / TIMESCALE as i64;
         let msn = self.next_msn;
         self.next_msn += 1;
         self.segment = Some(OpenSegment {
@@ -427,5 +424,317 @@ impl Segmenter {
             });
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn video_cfg() -> VideoConfig {
+        VideoConfig {
+            avcc: Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff, 0xe0, 0]),
+            width: 1280,
+            height: 720,
+            profile_idc: 0x64,
+            constraints: 0,
+            level_idc: 0x1f,
+            fps: Some(30.0),
+        }
+    }
+
+    fn audio_cfg() -> AudioConfig {
+        AudioConfig {
+            asc: Bytes::from_static(&[0x11, 0x90]),
+            object_type: 2,
+            sample_rate: 48_000,
+            channels: 2,
+            samples_per_frame: 1024,
+        }
+    }
+
+    fn cut() -> CutConfig {
+        CutConfig::from_durations(Duration::from_secs(2), Duration::from_millis(200))
+    }
+
+    /// An RTMP-like stream: 30 fps video with a keyframe every `gop` frames and 48 kHz
+    /// AAC, both with whole-millisecond timestamps, interleaved by decode time.
+    fn rtmp_stream(seconds: u64, gop: u64, start_ms: i64) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        let video_n = seconds * 30;
+        let audio_n = seconds * 48_000 / 1024;
+        let (mut v, mut a) = (0u64, 0u64);
+        while v < video_n || a < audio_n {
+            let vt = (v * 1000 / 30) as i64;
+            let at = (a * 1024 * 1000 / 48_000) as i64;
+            let (track, ms, key) = if v < video_n && (a >= audio_n || vt <= at) {
+                v += 1;
+                (Track::Video, vt, (v - 1) % gop == 0)
+            } else {
+                a += 1;
+                (Track::Audio, at, true)
+            };
+            frames.push(Frame {
+                track,
+                dts: (start_ms + ms) * 90,
+                cts: if track == Track::Video { 2 * 3000 } else { 0 },
+                keyframe: key,
+                data: Bytes::from(vec![0u8; 100]),
+                arrival_ms: 1_700_000_000_000 + (start_ms + ms) as u64,
+            });
+        }
+        frames
+    }
+
+    fn run(seg: &mut Segmenter, frames: &[Frame]) -> Vec<Output> {
+        frames.iter().flat_map(|f| seg.push(f)).collect()
+    }
+
+    fn parts(out: &[Output]) -> Vec<&PartOut> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Part(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn segment_durations(out: &[Output]) -> Vec<f64> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::SegmentEnd { duration, .. } => Some(*duration),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn segments_cut_on_keyframes_at_target() {
+        let mut seg = Segmenter::new(cut());
+        let mut out = seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        assert!(matches!(out[0], Output::Init { version: 1, .. }));
+        out.extend(run(&mut seg, &rtmp_stream(20, 60, 0)));
+        let durations = segment_durations(&out);
+        assert_eq!(
+            durations.len(),
+            9,
+            "20 s of 2 s GOPs: 9 closed, the 10th open"
+        );
+        for d in &durations {
+            assert!((d - 2.0).abs() < 0.002, "segment duration {d}");
+        }
+    }
+
+    #[test]
+    fn parts_never_exceed_the_advertised_target() {
+        let c = cut();
+        let mut seg = Segmenter::new(c);
+        seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        let out = run(&mut seg, &rtmp_stream(20, 60, 0));
+        let ps = parts(&out);
+        assert!(ps.len() > 90);
+        for p in &ps {
+            assert!(
+                p.duration <= c.part_target_secs() + 1e-9,
+                "part {} lasts {}",
+                p.number,
+                p.duration
+            );
+            assert!(
+                p.duration > 0.15,
+                "part {} is only {} s",
+                p.number,
+                p.duration
+            );
+        }
+        // Numbers are global and contiguous: the preload hint always materialises.
+        for (i, p) in ps.iter().enumerate() {
+            assert_eq!(p.number, i as u64);
+        }
+        assert_eq!(seg.next_part_number(), ps.len() as u64);
+    }
+
+    #[test]
+    fn independent_parts_are_exactly_the_segment_starts() {
+        let mut seg = Segmenter::new(cut());
+        seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        let out = run(&mut seg, &rtmp_stream(10, 60, 0));
+        for p in parts(&out) {
+            assert_eq!(p.independent, p.index == 0, "part {}.{}", p.msn, p.index);
+        }
+    }
+
+    #[test]
+    fn parts_close_when_their_last_frame_arrives() {
+        let mut seg = Segmenter::new(cut());
+        seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        let frames = rtmp_stream(6, 60, 0);
+        let mut last_video_arrival = 0;
+        for f in &frames {
+            if f.track == Track::Video {
+                last_video_arrival = f.arrival_ms;
+            }
+            for o in seg.push(f) {
+                if let Output::Part(p) = o {
+                    // Published on the arrival of its own last frame, never a frame later.
+                    assert!(
+                        f.arrival_ms.saturating_sub(p.last_arrival_ms) <= 22,
+                        "part {} published {} ms after its last frame",
+                        p.number,
+                        f.arrival_ms - p.last_arrival_ms
+                    );
+                    assert!(p.last_arrival_ms <= last_video_arrival);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pdt_follows_media_time() {
+        let mut seg = Segmenter::new(cut());
+        let mut out = seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        out.extend(run(&mut seg, &rtmp_stream(10, 60, 0)));
+        let pdts: Vec<u64> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::SegmentStart { pdt_ms, .. } => Some(*pdt_ms),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pdts[0], 1_700_000_000_000);
+        for w in pdts.windows(2) {
+            assert_eq!(w[1] - w[0], 2000);
+        }
+    }
+
+    #[test]
+    fn reconnect_continues_the_timeline_with_a_discontinuity() {
+        let mut seg = Segmenter::new(cut());
+        let mut out = seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        out.extend(run(&mut seg, &rtmp_stream(6, 60, 0)));
+        out.extend(seg.end_session());
+        let before = parts(&out).len();
+        // The publisher's clock restarts near zero.
+        let again = seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        assert!(
+            again.iter().all(|o| !matches!(o, Output::Init { .. })),
+            "same codecs: same init"
+        );
+        let out2 = run(&mut seg, &rtmp_stream(4, 60, 0));
+        let starts: Vec<(u64, bool)> = out2
+            .iter()
+            .filter_map(|o| match o {
+                Output::SegmentStart {
+                    msn, discontinuity, ..
+                } => Some((*msn, *discontinuity)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts[0], (3, true), "msn continues after 0,1,2");
+        assert!(starts[1..].iter().all(|(_, d)| !d));
+        assert_eq!(parts(&out2)[0].number, before as u64);
+    }
+
+    #[test]
+    fn new_codec_parameters_get_a_new_init_and_discontinuity() {
+        let mut seg = Segmenter::new(cut());
+        seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        run(&mut seg, &rtmp_stream(3, 60, 0));
+        let mut bigger = video_cfg();
+        bigger.width = 1920;
+        bigger.height = 1080;
+        let out = seg.change_config(Some(bigger), Some(audio_cfg()));
+        assert!(out.iter().any(|o| matches!(o, Output::SegmentEnd { .. })));
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Init { version: 2, .. })));
+        let next = run(&mut seg, &rtmp_stream(3, 60, 3000));
+        assert!(next.iter().any(|o| matches!(
+            o,
+            Output::SegmentStart {
+                discontinuity: true,
+                init_version: 2,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn frames_before_the_first_keyframe_are_dropped() {
+        let mut seg = Segmenter::new(cut());
+        seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        // Join mid-GOP: the first keyframe is at frame 30 (1 s).
+        let frames: Vec<Frame> = rtmp_stream(5, 60, 0)
+            .into_iter()
+            .map(|mut f| {
+                if f.track == Track::Video {
+                    let n = f.dts / 3000;
+                    f.keyframe = n % 60 == 30;
+                }
+                f
+            })
+            .collect();
+        let out = run(&mut seg, &frames);
+        let first = out.iter().find_map(|o| match o {
+            Output::SegmentStart { pdt_ms, .. } => Some(*pdt_ms),
+            _ => None,
+        });
+        assert_eq!(first, Some(1_700_000_001_000));
+        assert!(parts(&out)[0].independent);
+    }
+
+    #[test]
+    fn long_gop_makes_long_segments_not_broken_ones() {
+        let mut seg = Segmenter::new(cut());
+        seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        let out = run(&mut seg, &rtmp_stream(13, 120, 0));
+        for d in segment_durations(&out) {
+            assert!(
+                (d - 4.0).abs() < 0.002,
+                "4 s GOP gives 4 s segments, got {d}"
+            );
+        }
+    }
+
+    #[test]
+    fn audio_only_streams_are_cut_on_audio() {
+        let mut seg = Segmenter::new(cut());
+        seg.begin_session(None, Some(audio_cfg()));
+        let frames: Vec<Frame> = rtmp_stream(7, 60, 0)
+            .into_iter()
+            .filter(|f| f.track == Track::Audio)
+            .collect();
+        let out = run(&mut seg, &frames);
+        let durations = segment_durations(&out);
+        assert_eq!(durations.len(), 3);
+        for d in &durations {
+            assert!((d - 2.0).abs() < 0.03, "audio segment {d}");
+        }
+        for p in parts(&out) {
+            assert!(p.independent);
+            assert!(p.duration <= cut().part_target_secs() + 1e-9);
+        }
+    }
+
+    #[test]
+    fn hours_of_stream_stay_on_time() {
+        // Two hours of media in well under a second: the output clock must not drift.
+        let mut seg = Segmenter::new(cut());
+        let mut out = seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        let frames = rtmp_stream(7200, 60, 0);
+        let mut total = 0.0;
+        let mut count = 0;
+        for f in &frames {
+            out.clear();
+            out.extend(seg.push(f));
+            for d in segment_durations(&out) {
+                total += d;
+                count += 1;
+            }
+        }
+        assert_eq!(count, 3599);
+        assert!((total - 7198.0).abs() < 0.05, "drifted: {total}");
     }
 }
