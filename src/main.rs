@@ -1,7 +1,7 @@
 //! The `ferrocast` command: `serve` and `check`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &PathBuf) -> Result<config::Config, ExitCode> {
+fn load(path: &Path) -> Result<config::Config, ExitCode> {
     config::load(path).map_err(|diags| {
         for d in &diags {
             eprintln!("{d}");
@@ -64,7 +64,7 @@ fn load(path: &PathBuf) -> Result<config::Config, ExitCode> {
     })
 }
 
-fn check(path: &PathBuf) -> ExitCode {
+fn check(path: &Path) -> ExitCode {
     match load(path) {
         Ok(cfg) => {
             for w in config::warnings(&cfg) {
