@@ -519,3 +519,134 @@ impl StreamEntry {
         (!variants.is_empty()).then(|| playlist::write_multivariant(&variants))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::segmenter::PartOut;
+
+    fn entry(window: usize) -> Arc<StreamEntry> {
+        Store::default().create("s", &["source"], Duration::from_secs(2), 0.201, window)
+    }
+
+    /// Feeds `segments` complete 2 s segments of ten parts each, plus `open_parts` parts.
+    fn feed(
+        e: &StreamEntry,
+        first_msn: u64,
+        segments: u64,
+        open_parts: u32,
+        discontinuity_at: Option<u64>,
+    ) {
+        let mut number = first_msn * 10;
+        let mut out = vec![Output::Init {
+            version: 1,
+            bytes: Bytes::from_static(b"init"),
+        }];
+        for msn in first_msn..first_msn + segments + 1 {
+            let parts = if msn == first_msn + segments {
+                open_parts
+            } else {
+                10
+            };
+            out.push(Output::SegmentStart {
+                msn,
+                pdt_ms: 1_000_000 + msn * 2000,
+                discontinuity: discontinuity_at == Some(msn),
+                init_version: 1,
+            });
+            for index in 0..parts {
+                out.push(Output::Part(PartOut {
+                    msn,
+                    index,
+                    number,
+                    duration: 0.2,
+                    independent: index == 0,
+                    bytes: Bytes::from(vec![index as u8; 10]),
+                    last_arrival_ms: 0,
+                }));
+                number += 1;
+            }
+            if msn < first_msn + segments {
+                out.push(Output::SegmentEnd { msn, duration: 2.0 });
+            }
+        }
+        e.apply(0, out, number);
+    }
+
+    #[test]
+    fn window_keeps_the_newest_segments_and_their_objects() {
+        let e = entry(3);
+        feed(&e, 0, 5, 2, None);
+        let r = &e.renditions[0];
+        let text = e.media_playlist(0, Skip::No).unwrap();
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{text}");
+        assert!(
+            r.object(&format!("seg-{}-1.m4s", e.epoch)).is_none(),
+            "evicted"
+        );
+        let seg4 = r.object(&format!("seg-{}-4.m4s", e.epoch)).unwrap();
+        assert_eq!(seg4.bytes.len(), 100, "a segment is its parts concatenated");
+        assert_eq!(seg4.etag.as_ref(), format!("\"seg-{}-4.m4s\"", e.epoch));
+        assert!(r.object(&format!("init-{}-1.mp4", e.epoch)).is_some());
+    }
+
+    #[test]
+    fn blocking_conditions_follow_the_playlist() {
+        let e = entry(6);
+        feed(&e, 0, 2, 3, None);
+        let r = &e.renditions[0];
+        assert!(r.has(1, None) && r.has(1, Some(9)));
+        assert!(r.has(2, Some(2)));
+        assert!(!r.has(2, Some(3)));
+        assert!(!r.has(2, None), "segment 2 is still open");
+        assert_eq!(r.last_position(), Some((2, Some(2))));
+        let hint = format!("part-{}-23.m4s", e.epoch);
+        assert!(r.is_hinted(&hint));
+        assert!(e.media_playlist(0, Skip::No).unwrap().contains(&hint));
+    }
+
+    #[test]
+    fn discontinuity_sequence_counts_tags_that_left_the_window() {
+        let e = entry(3);
+        feed(&e, 0, 5, 1, Some(1));
+        assert!(e
+            .media_playlist(0, Skip::No)
+            .unwrap()
+            .contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
+    }
+
+    #[test]
+    fn ended_playlist_has_endlist_and_no_hint() {
+        let e = entry(6);
+        feed(&e, 0, 2, 0, None);
+        e.end();
+        let text = e.media_playlist(0, Skip::No).unwrap();
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+        assert!(!text.contains("PRELOAD-HINT"));
+        assert!(e.renditions[0].ended());
+        assert!(e.is_ended());
+    }
+
+    #[test]
+    fn rendered_playlist_is_cached_until_the_stream_changes() {
+        let e = entry(6);
+        feed(&e, 0, 1, 1, None);
+        let a = e.media_playlist(0, Skip::No).unwrap();
+        let b = e.media_playlist(0, Skip::No).unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        e.end();
+        let c = e.media_playlist(0, Skip::No).unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+    }
+
+    #[test]
+    fn ended_streams_are_swept_after_keep() {
+        let store = Store::default();
+        let e = store.create("s", &["source"], Duration::from_secs(2), 0.201, 6);
+        store.sweep(Duration::ZERO);
+        assert!(store.get("s").is_some(), "live streams stay");
+        e.end();
+        store.sweep(Duration::ZERO);
+        assert!(store.get("s").is_none());
+    }
+}
