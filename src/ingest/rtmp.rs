@@ -135,9 +135,7 @@ impl Connection {
             .map_err(|e| SessionError::Protocol(e.to_string()))?;
         self.handle_results(&mut sock, &mut session, initial)
             .await?;
-        let results = session
-            .handle_input(&leftover)
-            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        let results = feed(&mut session, &leftover)?;
         self.handle_results(&mut sock, &mut session, results)
             .await?;
 
@@ -173,9 +171,7 @@ impl Connection {
                     return Err(SessionError::SetupFlood(self.received));
                 }
             }
-            let results = session
-                .handle_input(&buf[..n])
-                .map_err(|e| SessionError::Protocol(e.to_string()))?;
+            let results = feed(&mut session, &buf[..n])?;
             self.handle_results(&mut sock, &mut session, results)
                 .await?;
         }
@@ -410,6 +406,24 @@ impl Connection {
     }
 }
 
+/// Feeds received bytes to rml_rtmp's session. Its chunk parser panics on some malformed
+/// input (a message on one chunk stream shorter than the partial message buffered from
+/// another makes it reserve a wrapped-around length); that must end this session with a
+/// clear error, counted and logged like any other bad input, not unwind the task.
+fn feed(
+    session: &mut ServerSession,
+    bytes: &[u8],
+) -> Result<Vec<ServerSessionResult>, SessionError> {
+    let parsed =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle_input(bytes)));
+    match parsed {
+        Ok(r) => r.map_err(|e| SessionError::Protocol(e.to_string())),
+        Err(_) => Err(SessionError::Protocol(
+            "malformed RTMP chunk stream (the chunk parser panicked)".into(),
+        )),
+    }
+}
+
 /// Tags that carry no media but are legal in a healthy stream.
 fn skippable(e: &flv::FlvError) -> bool {
     matches!(
@@ -463,5 +477,28 @@ mod tests {
             u32::MAX as i64 + 4,
             "small steps back stay signed"
         );
+    }
+
+    /// One chunk with a full header: `[fmt 0 | csid] ts:3 len:3 type:1 stream:4 payload`.
+    fn chunk0(csid: u8, type_id: u8, declared_len: u32, payload: &[u8]) -> Vec<u8> {
+        let mut c = vec![csid, 0, 0, 0];
+        c.extend_from_slice(&declared_len.to_be_bytes()[1..]);
+        c.push(type_id);
+        c.extend_from_slice(&0u32.to_le_bytes());
+        c.extend_from_slice(payload);
+        c
+    }
+
+    #[test]
+    fn chunk_parser_panic_is_a_protocol_error() {
+        let (mut session, _) = ServerSession::new(ServerSessionConfig::new()).unwrap();
+        // A 1000-byte command cut after its first 128-byte chunk, then a 10-byte message on
+        // another chunk stream: rml_rtmp 0.8 computes 10 - 128 and panics reserving it.
+        let mut input = chunk0(3, 20, 1000, &[5; 128]);
+        input.extend(chunk0(4, 20, 10, &[5; 10]));
+        match feed(&mut session, &input) {
+            Err(SessionError::Protocol(msg)) => assert!(msg.contains("malformed"), "{msg}"),
+            other => panic!("expected a protocol error, got {other:?}"),
+        }
     }
 }

@@ -18,3 +18,37 @@ pub fn blocking_playlist(target_duration: u64) -> String {
 
 /// An ended (EXT-X-ENDLIST) playlist no longer changes.
 pub const ENDED_PLAYLIST: &str = "public, max-age=60";
+
+/// Whether an `If-None-Match` header value (`*` or a comma-separated list of entity tags)
+/// matches `etag`. The comparison is weak (RFC 9110 13.1.2): a `W/` prefix on either side is
+/// ignored, so an edge revalidating with a weakened or listed tag still gets 304.
+pub fn if_none_match(header: &[u8], etag: &str) -> bool {
+    let Ok(header) = std::str::from_utf8(header) else {
+        return false;
+    };
+    fn opaque(t: &str) -> &str {
+        t.trim().trim_start_matches("W/")
+    }
+    let etag = opaque(etag);
+    header.trim() == "*" || header.split(',').any(|t| opaque(t) == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_lists_and_weak_tags() {
+        let tag = "\"seg-a-1.m4s\"";
+        assert!(if_none_match(b"\"seg-a-1.m4s\"", tag));
+        assert!(if_none_match(b"*", tag));
+        assert!(if_none_match(b"W/\"seg-a-1.m4s\"", tag));
+        assert!(if_none_match(b"\"x\", \"seg-a-1.m4s\"", tag));
+        assert!(!if_none_match(b"\"seg-a-2.m4s\"", tag));
+        assert!(
+            !if_none_match(b"seg-a-1.m4s", tag),
+            "an unquoted tag is not the same tag"
+        );
+        assert!(!if_none_match(b"", tag));
+    }
+}

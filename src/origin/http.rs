@@ -259,8 +259,9 @@ async fn media_object(
     let etag = HeaderValue::from_str(&obj.etag).unwrap_or(HeaderValue::from_static("\"x\""));
     let not_modified = req
         .headers()
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes() || v.as_bytes() == b"*");
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .any(|v| cache::if_none_match(v.as_bytes(), &obj.etag));
     let mut resp = if not_modified {
         status(StatusCode::NOT_MODIFIED, "")
     } else {

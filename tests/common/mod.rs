@@ -1,0 +1,744 @@
+//! Shared harness for the end-to-end tests: an in-process server on ephemeral ports, an
+//! ffmpeg publisher that is always killed, an HTTP client, and small parsers (LL-HLS tags,
+//! fMP4 boxes, Prometheus text) so the tests can check what a player would see.
+//!
+//! Real peers only: ffmpeg publishes, ffprobe/ffmpeg decode. A missing tool is a test
+//! failure, never a skip.
+
+#![allow(dead_code)]
+
+pub mod hls;
+pub mod mp4;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+/// Name and key of the stream most tests publish.
+pub const STREAM: &str = "demo";
+pub const KEY: &str = "s3cret-key";
+/// Rendition the passthrough pipeline serves.
+pub const RENDITION: &str = "source";
+
+/// Frame rate, size and GOP of the test clip (OBS-like: 720p30, keyframe every 2 s).
+pub const FPS: f64 = 30.0;
+pub const WIDTH: u32 = 1280;
+pub const HEIGHT: u32 = 720;
+
+// ---------------------------------------------------------------------------------------------
+// Tools and temp files
+
+/// Panics (fails the test) unless `name` runs; tests never skip for a missing tool.
+pub fn require_tool(name: &str) -> &'static str {
+    static CHECKED: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
+    let checked = CHECKED.get_or_init(Default::default);
+    let mut map = checked.lock().unwrap();
+    let ok = *map.entry(name.to_string()).or_insert_with(|| {
+        Command::new(name)
+            .arg("-version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    });
+    assert!(
+        ok,
+        "required tool `{name}` is missing or broken (not on PATH?). These end-to-end tests \
+         need ffmpeg and ffprobe: install them (e.g. `apt-get install ffmpeg`)."
+    );
+    match name {
+        "ffmpeg" => "ffmpeg",
+        "ffprobe" => "ffprobe",
+        other => panic!("unknown tool {other}"),
+    }
+}
+
+/// A directory removed on drop (kept, with a note, when the test failed).
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let p = std::env::temp_dir().join(format!(
+            "ferrocast-test-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test files kept in {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// An 8 s OBS-like clip (H.264 High 1280x720 30 fps with B-frames, keyframe every 2 s, AAC-LC
+/// 48 kHz stereo), encoded once and cached under the cargo target dir. 8 s holds a whole
+/// number of GOPs, video frames and AAC frames, so `-stream_loop -1 -c copy` gives steadily
+/// increasing timestamps and keyframes exactly every 2 s across loops.
+pub fn clip() -> PathBuf {
+    static CLIP: OnceLock<PathBuf> = OnceLock::new();
+    CLIP.get_or_init(|| {
+        let ffmpeg = require_tool("ffmpeg");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ferrocast-clip-720p30-g60-bf2-aac48k-8s-v1.flv");
+        if path.exists() {
+            return path;
+        }
+        let tmp = dir.join(format!("clip-{}.tmp.flv", std::process::id()));
+        let out = Command::new(ffmpeg)
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args(["-t", "8"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-profile:v",
+                "high",
+            ])
+            .args([
+                "-pix_fmt",
+                "yuv420p",
+                "-bf",
+                "2",
+                "-g",
+                "60",
+                "-keyint_min",
+                "60",
+            ])
+            .args([
+                "-sc_threshold",
+                "0",
+                "-b:v",
+                "2500k",
+                "-maxrate",
+                "3000k",
+                "-bufsize",
+                "3000k",
+            ])
+            .args(["-c:a", "aac", "-ar", "48000", "-ac", "2", "-b:a", "128k"])
+            .args(["-f", "flv"])
+            .arg(&tmp)
+            .output()
+            .expect("run ffmpeg to encode the test clip");
+        assert!(
+            out.status.success(),
+            "encoding the test clip failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Atomic: another test binary never sees a half-written clip.
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    })
+    .clone()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log capture: server logs go to a buffer the tests can search (and that failing tests print).
+
+#[derive(Clone)]
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() > 32 << 20 {
+            let cut = v.len() / 2;
+            v.drain(..cut);
+        }
+        v.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
+    type Writer = LogSink;
+    fn make_writer(&'a self) -> LogSink {
+        self.clone()
+    }
+}
+
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_ansi(false)
+            .with_writer(LogSink(buf.clone()))
+            .try_init();
+        buf
+    })
+}
+
+/// Everything the in-process servers of this test binary logged so far.
+pub fn server_logs() -> String {
+    String::from_utf8_lossy(&log_buffer().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+pub struct ServerOpts {
+    pub window: usize,
+    pub grace: &'static str,
+    /// (name, key) of every stream that may publish.
+    pub streams: Vec<(&'static str, &'static str)>,
+}
+
+impl Default for ServerOpts {
+    fn default() -> Self {
+        ServerOpts {
+            window: 6,
+            grace: "3s",
+            streams: vec![(STREAM, KEY)],
+        }
+    }
+}
+
+/// Config file text: 2 s segments, 200 ms parts, passthrough pipeline.
+pub fn config_toml(opts: &ServerOpts, http: &str, rtmp: &str) -> String {
+    let mut s = format!(
+        "[server]\nhttp = \"{http}\"\nrtmp = \"{rtmp}\"\nsrt = \"127.0.0.1:0\"\n\n\
+         [hls]\nsegment_target = \"2s\"\npart_target = \"200ms\"\nwindow = {}\ngrace = \"{}\"\n",
+        opts.window, opts.grace
+    );
+    for (name, key) in &opts.streams {
+        s.push_str(&format!(
+            "\n[[stream]]\nname = \"{name}\"\nkey = \"{key}\"\npipeline = \"passthrough\"\n"
+        ));
+    }
+    s
+}
+
+/// A server running inside the test's runtime on ephemeral ports.
+pub struct TestServer {
+    pub server: ferrocast::server::Server,
+    pub http: SocketAddr,
+    pub rtmp: SocketAddr,
+    pub dir: TempDir,
+    pub client: Http,
+}
+
+impl TestServer {
+    pub async fn start(opts: ServerOpts) -> TestServer {
+        log_buffer();
+        let dir = TempDir::new("server");
+        let path = dir.path().join("ferrocast.toml");
+        std::fs::write(&path, config_toml(&opts, "127.0.0.1:0", "127.0.0.1:0")).unwrap();
+        let cfg = ferrocast::config::load_with_base(&path, Path::new(env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|d| panic!("test config does not load: {d:#?}"));
+        let server = ferrocast::server::Server::start(cfg)
+            .await
+            .expect("server starts");
+        let (http, rtmp) = (server.bound.http, server.bound.rtmp);
+        assert_ne!(http.port(), 0);
+        assert_ne!(rtmp.port(), 0);
+        TestServer {
+            server,
+            http,
+            rtmp,
+            dir,
+            client: Http::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// URL of a stream's media playlist, with an optional query.
+    pub fn playlist_url(&self, name: &str, query: &str) -> String {
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        self.url(&format!("/live/{name}/{RENDITION}/index.m3u8{q}"))
+    }
+
+    /// URL of an object named in a media playlist.
+    pub fn media_url(&self, name: &str, uri: &str) -> String {
+        self.url(&format!("/live/{name}/{RENDITION}/{uri}"))
+    }
+
+    pub fn rtmp_url(&self, name: &str, key: Option<&str>) -> String {
+        match key {
+            Some(k) => format!("rtmp://{}/live/{name}?key={k}", self.rtmp),
+            None => format!("rtmp://{}/live/{name}", self.rtmp),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.client.get(&self.url(path)).await
+    }
+
+    /// Fetches and parses the media playlist (200 expected).
+    pub async fn playlist(&self, name: &str, query: &str) -> hls::MediaPlaylist {
+        let r = self.client.get(&self.playlist_url(name, query)).await;
+        assert_eq!(
+            r.status,
+            200,
+            "GET {} -> {}: {}",
+            self.playlist_url(name, query),
+            r.status,
+            r.text()
+        );
+        hls::MediaPlaylist::parse(&r.text())
+    }
+
+    /// Polls the playlist until `pred` holds; panics at the deadline with the last playlist.
+    pub async fn wait_playlist(
+        &self,
+        name: &str,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&hls::MediaPlaylist) -> bool,
+    ) -> hls::MediaPlaylist {
+        let deadline = Instant::now() + timeout;
+        let mut last;
+        loop {
+            let r = self.client.get(&self.playlist_url(name, "")).await;
+            if r.status == 200 {
+                let p = hls::MediaPlaylist::parse(&r.text());
+                if pred(&p) {
+                    return p;
+                }
+                last = r.text();
+            } else {
+                last = format!("HTTP {}: {}", r.status, r.text());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}; last playlist:\n{last}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn metrics(&self) -> Metrics {
+        let r = self.get("/metrics").await;
+        assert_eq!(r.status, 200);
+        Metrics::parse(&r.text())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = server_logs();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            eprintln!("---- server log (last {} lines) ----", tail.len());
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+/// One HTTP response, fully read, with how long it took.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Bytes,
+    pub elapsed: Duration,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("<non-ascii>").to_string())
+    }
+
+    /// `max-age` from Cache-Control, if any.
+    pub fn max_age(&self) -> Option<u64> {
+        let cc = self.header("cache-control")?;
+        cc.split(',')
+            .find_map(|d| d.trim().strip_prefix("max-age=")?.parse().ok())
+    }
+}
+
+/// An HTTP client bound to the test's runtime (one per test: reqwest clients must not
+/// outlive the runtime that drives their connections).
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+}
+
+impl Http {
+    pub fn new() -> Http {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(8)
+            .build()
+            .unwrap();
+        Http { client }
+    }
+
+    pub async fn get(&self, url: &str) -> Resp {
+        self.get_with(url, &[]).await
+    }
+
+    pub async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Resp {
+        self.request(reqwest::Method::GET, url, headers).await
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp {
+        let start = Instant::now();
+        let mut req = self.client.request(method, url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url} body: {e}"));
+        Resp {
+            status,
+            headers,
+            body,
+            elapsed: start.elapsed(),
+        }
+    }
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http::new()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Publisher
+
+/// An ffmpeg process publishing the looped clip in real time; killed when dropped, so a
+/// failing test never leaves it running.
+pub struct Publisher {
+    child: Option<Child>,
+    pub log: PathBuf,
+    pub started: Instant,
+    status: Option<ExitStatus>,
+}
+
+impl Publisher {
+    /// Publishes `secs` seconds of the clip (looped, `-re`, `-c copy`) to `url`.
+    pub fn start(url: &str, secs: f64, log_dir: &Path) -> Publisher {
+        let clip = clip();
+        Publisher::spawn(
+            &[
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+                clip.to_str().unwrap(),
+                "-t",
+                &format!("{secs}"),
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+                url,
+            ],
+            log_dir,
+        )
+    }
+
+    /// Runs ffmpeg with `args` after the common flags; stderr goes to a log file.
+    pub fn spawn(args: &[&str], log_dir: &Path) -> Publisher {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let ffmpeg = require_tool("ffmpeg");
+        let log = log_dir.join(format!("ffmpeg-{}.log", N.fetch_add(1, Ordering::Relaxed)));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(ffmpeg)
+            .args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn ffmpeg");
+        Publisher {
+            child: Some(child),
+            log,
+            started: Instant::now(),
+            status: None,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The exit status if ffmpeg has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            if let Some(c) = self.child.as_mut() {
+                self.status = c.try_wait().expect("try_wait ffmpeg");
+            }
+        }
+        self.status
+    }
+
+    /// Waits (polling, without blocking the runtime) for ffmpeg to exit.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.try_wait() {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ffmpeg still running after {timeout:?}; its log:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding with ffprobe / ffmpeg
+
+/// What ffprobe counted in a file.
+#[derive(Debug, Default)]
+pub struct Probe {
+    pub video_frames: u64,
+    pub audio_frames: u64,
+    pub width: u32,
+    pub height: u32,
+    pub video_codec: String,
+    pub audio_codec: String,
+    pub sample_rate: u32,
+    pub channels: u32,
+}
+
+/// `ffprobe -count_frames` on `path`.
+pub fn probe(path: &Path) -> Probe {
+    let out = Command::new(require_tool("ffprobe"))
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-of",
+            "json",
+            "-show_streams",
+        ])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let mut p = Probe::default();
+    for s in v["streams"].as_array().cloned().unwrap_or_default() {
+        let frames = s["nb_read_frames"]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        match s["codec_type"].as_str() {
+            Some("video") => {
+                p.video_frames = frames;
+                p.width = s["width"].as_u64().unwrap_or(0) as u32;
+                p.height = s["height"].as_u64().unwrap_or(0) as u32;
+                p.video_codec = s["codec_name"].as_str().unwrap_or("").into();
+            }
+            Some("audio") => {
+                p.audio_frames = frames;
+                p.audio_codec = s["codec_name"].as_str().unwrap_or("").into();
+                p.sample_rate = s["sample_rate"]
+                    .as_str()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                p.channels = s["channels"].as_u64().unwrap_or(0) as u32;
+            }
+            _ => {}
+        }
+    }
+    p
+}
+
+/// (key_frame, pict_type) of the first decoded video frame.
+pub fn first_video_frame(path: &Path) -> (bool, String) {
+    let out = Command::new(require_tool("ffprobe"))
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_frames",
+            "-read_intervals",
+            "%+#1",
+        ])
+        .args(["-show_entries", "frame=key_frame,pict_type", "-of", "json"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let f = &v["frames"][0];
+    assert!(
+        f.is_object(),
+        "no video frame decoded from {}",
+        path.display()
+    );
+    (
+        f["key_frame"].as_i64() == Some(1),
+        f["pict_type"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+/// Whatever `ffmpeg -v error -i FILE -f null -` prints: empty for a clean decode.
+pub fn decode_errors(path: &Path) -> String {
+    let out = Command::new(require_tool("ffmpeg"))
+        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let mut s = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        s.push_str(&format!("\n(ffmpeg exited with {})", out.status));
+    }
+    s
+}
+
+/// Writes `parts` concatenated to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, parts: &[&[u8]]) -> PathBuf {
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    for p in parts {
+        f.write_all(p).unwrap();
+    }
+    path
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+/// Prometheus text: unlabelled samples by name.
+pub struct Metrics(pub HashMap<String, f64>);
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut m = HashMap::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            if let Some((name, value)) = line.rsplit_once(' ') {
+                if let Ok(v) = value.parse::<f64>() {
+                    m.insert(name.to_string(), v);
+                }
+            }
+        }
+        Metrics(m)
+    }
+
+    pub fn get(&self, name: &str) -> f64 {
+        *self
+            .0
+            .get(name)
+            .unwrap_or_else(|| panic!("metric {name} missing from /metrics"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Misc
+
+pub fn unix_now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Polls `f` every 50 ms until it returns Some, or panics after `timeout`.
+pub async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
