@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
@@ -20,11 +19,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use crate::hub::Hub;
+use crate::origin::body::Body;
 use crate::origin::cache;
 use crate::origin::query;
 use crate::origin::store::{Rendition, StreamEntry};
 
-pub type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<Body>;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
@@ -88,7 +88,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     if req.method() == Method::HEAD {
         let (parts, body) = resp.into_parts();
         let n = hyper::body::Body::size_hint(&body).exact().unwrap_or(0);
-        let mut r = Response::from_parts(parts, Full::new(Bytes::new()));
+        let mut r = Response::from_parts(parts, Body::default());
         r.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         return r;
@@ -232,7 +232,7 @@ async fn media_playlist(entry: &StreamEntry, idx: usize, q: Option<&str>) -> Res
     } else {
         cache::LIVE_PLAYLIST.to_string()
     };
-    playlist_response(Bytes::from(text.as_bytes().to_vec()), cc)
+    playlist_response(text, cc)
 }
 
 async fn media_object(
@@ -265,7 +265,7 @@ async fn media_object(
     let mut resp = if not_modified {
         status(StatusCode::NOT_MODIFIED, "")
     } else {
-        let mut r = Response::new(Full::new(obj.bytes.clone()));
+        let mut r = Response::new(Body::from_chunks(obj.chunks.iter()));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static(obj.content_type),
@@ -282,7 +282,7 @@ async fn media_object(
 }
 
 fn playlist_response(body: Bytes, cache_control: String) -> Resp {
-    let mut r = Response::new(Full::new(body));
+    let mut r = Response::new(Body::from(body));
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -313,7 +313,7 @@ fn static_file(dir: &Path, rel: &str, _cc: Option<&str>) -> Resp {
         Some("json") => "application/json",
         _ => "application/octet-stream",
     };
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    let mut r = Response::new(Body::from(Bytes::from(bytes)));
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     r.headers_mut().insert(
@@ -324,7 +324,7 @@ fn static_file(dir: &Path, rel: &str, _cc: Option<&str>) -> Resp {
 }
 
 pub fn json(body: String) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Body::from(Bytes::from(body)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -335,7 +335,7 @@ pub fn json(body: String) -> Resp {
 }
 
 fn text(code: StatusCode, body: &str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut r = Response::new(Body::from(Bytes::from(body.to_string())));
     *r.status_mut() = code;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

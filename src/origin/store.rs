@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::media::{AudioConfig, VideoConfig};
@@ -19,10 +19,12 @@ use crate::package::segmenter::Output;
 /// fetching parts of a segment that just completed).
 const PARTS_KEPT_SEGMENTS: usize = 4;
 
-/// An immutable media object (init, part or segment).
+/// An immutable media object (init, part or segment). A segment is the list of
+/// its parts' buffers, shared with the parts rather than copied.
 #[derive(Debug, Clone)]
 pub struct MediaObject {
-    pub bytes: Bytes,
+    pub chunks: Arc<[Bytes]>,
+    pub len: usize,
     pub etag: Arc<str>,
     pub content_type: &'static str,
 }
@@ -59,7 +61,7 @@ struct RenditionState {
     /// (bytes, seconds) of complete segments in the window, for BANDWIDTH.
     sizes: VecDeque<(usize, f64)>,
     open_bytes: Vec<Bytes>,
-    cache: [Option<(u64, Arc<str>)>; 3],
+    cache: [Option<(u64, Bytes)>; 3],
 }
 
 /// One rendition (variant) of a stream.
@@ -339,7 +341,7 @@ impl StreamEntry {
             Output::Init { version, bytes } => {
                 let uri = format!("init-{}-{}.mp4", self.epoch, version);
                 st.objects
-                    .insert(uri.clone(), self.object(&uri, bytes, "video/mp4"));
+                    .insert(uri.clone(), self.object(&uri, vec![bytes], "video/mp4"));
                 st.init_uris.insert(version, uri);
                 st.current_init = version;
             }
@@ -363,7 +365,7 @@ impl StreamEntry {
                 let uri = format!("part-{}-{}.m4s", self.epoch, p.number);
                 st.objects.insert(
                     uri.clone(),
-                    self.object(&uri, p.bytes.clone(), "video/iso.segment"),
+                    self.object(&uri, vec![p.bytes.clone()], "video/iso.segment"),
                 );
                 st.open_bytes.push(p.bytes);
                 if let Some((_, uris)) = st.part_uris.back_mut() {
@@ -381,16 +383,11 @@ impl StreamEntry {
                 let Some(open) = st.playlist.open.take() else {
                     return;
                 };
-                let mut buf = BytesMut::with_capacity(st.open_bytes.iter().map(|b| b.len()).sum());
-                for b in st.open_bytes.drain(..) {
-                    buf.extend_from_slice(&b);
-                }
                 let uri = format!("seg-{}-{}.m4s", self.epoch, msn);
-                st.sizes.push_back((buf.len(), duration));
-                st.objects.insert(
-                    uri.clone(),
-                    self.object(&uri, buf.freeze(), "video/iso.segment"),
-                );
+                let chunks = std::mem::take(&mut st.open_bytes);
+                let object = self.object(&uri, chunks, "video/iso.segment");
+                st.sizes.push_back((object.len, duration));
+                st.objects.insert(uri.clone(), object);
                 let rounded = duration.round() as u64;
                 if rounded > st.playlist.target_duration {
                     st.playlist.target_duration = rounded;
@@ -433,9 +430,10 @@ impl StreamEntry {
         }
     }
 
-    fn object(&self, uri: &str, bytes: Bytes, content_type: &'static str) -> MediaObject {
+    fn object(&self, uri: &str, chunks: Vec<Bytes>, content_type: &'static str) -> MediaObject {
         MediaObject {
-            bytes,
+            len: chunks.iter().map(|c| c.len()).sum(),
+            chunks: chunks.into(),
             etag: Arc::from(format!("\"{uri}\"")),
             content_type,
         }
@@ -457,7 +455,7 @@ impl StreamEntry {
     }
 
     /// Renders rendition `idx`'s media playlist, cached per stream version.
-    pub fn media_playlist(&self, idx: usize, skip: Skip) -> Option<Arc<str>> {
+    pub fn media_playlist(&self, idx: usize, skip: Skip) -> Option<Bytes> {
         let version = *self.version.borrow();
         let r = self.renditions.get(idx)?;
         let slot = match skip {
@@ -486,7 +484,7 @@ impl StreamEntry {
             .collect();
         let mut st = r.lock();
         st.playlist.rendition_reports = reports;
-        let text: Arc<str> = Arc::from(playlist::write_media_playlist(&st.playlist, skip));
+        let text = Bytes::from(playlist::write_media_playlist(&st.playlist, skip));
         st.cache[slot] = Some((version, text.clone()));
         Some(text)
     }
@@ -524,6 +522,10 @@ impl StreamEntry {
 mod tests {
     use super::*;
     use crate::package::segmenter::PartOut;
+
+    fn playlist_text(e: &StreamEntry) -> String {
+        String::from_utf8_lossy(&e.media_playlist(0, Skip::No).unwrap()).into_owned()
+    }
 
     fn entry(window: usize) -> Arc<StreamEntry> {
         Store::default().create("s", &["source"], Duration::from_secs(2), 0.201, window)
@@ -578,14 +580,15 @@ mod tests {
         let e = entry(3);
         feed(&e, 0, 5, 2, None);
         let r = &e.renditions[0];
-        let text = e.media_playlist(0, Skip::No).unwrap();
+        let text = playlist_text(&e);
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{text}");
         assert!(
             r.object(&format!("seg-{}-1.m4s", e.epoch)).is_none(),
             "evicted"
         );
         let seg4 = r.object(&format!("seg-{}-4.m4s", e.epoch)).unwrap();
-        assert_eq!(seg4.bytes.len(), 100, "a segment is its parts concatenated");
+        assert_eq!(seg4.len, 100, "a segment is its parts concatenated");
+        assert_eq!(seg4.chunks.len(), 10, "sharing the parts' buffers");
         assert_eq!(seg4.etag.as_ref(), format!("\"seg-{}-4.m4s\"", e.epoch));
         assert!(r.object(&format!("init-{}-1.mp4", e.epoch)).is_some());
     }
@@ -602,17 +605,14 @@ mod tests {
         assert_eq!(r.last_position(), Some((2, Some(2))));
         let hint = format!("part-{}-23.m4s", e.epoch);
         assert!(r.is_hinted(&hint));
-        assert!(e.media_playlist(0, Skip::No).unwrap().contains(&hint));
+        assert!(playlist_text(&e).contains(&hint));
     }
 
     #[test]
     fn discontinuity_sequence_counts_tags_that_left_the_window() {
         let e = entry(3);
         feed(&e, 0, 5, 1, Some(1));
-        assert!(e
-            .media_playlist(0, Skip::No)
-            .unwrap()
-            .contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
+        assert!(playlist_text(&e).contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
     }
 
     #[test]
@@ -620,7 +620,7 @@ mod tests {
         let e = entry(6);
         feed(&e, 0, 2, 0, None);
         e.end();
-        let text = e.media_playlist(0, Skip::No).unwrap();
+        let text = playlist_text(&e);
         assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
         assert!(!text.contains("PRELOAD-HINT"));
         assert!(e.renditions[0].ended());
@@ -633,10 +633,10 @@ mod tests {
         feed(&e, 0, 1, 1, None);
         let a = e.media_playlist(0, Skip::No).unwrap();
         let b = e.media_playlist(0, Skip::No).unwrap();
-        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(a.as_ptr(), b.as_ptr(), "the same buffer, not a re-render");
         e.end();
         let c = e.media_playlist(0, Skip::No).unwrap();
-        assert!(!Arc::ptr_eq(&a, &c));
+        assert_ne!(a.as_ptr(), c.as_ptr());
     }
 
     #[test]
