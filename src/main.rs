@@ -95,6 +95,9 @@ fn serve(
         )
         .with_writer(std::io::stderr)
         .init();
+    // A panic in one session's task (e.g. a third-party parser on hostile input) is caught
+    // and ends that session; log it as one structured line rather than raw stderr.
+    std::panic::set_hook(Box::new(|info| tracing::error!("panic: {info}")));
     let mut cfg = match load(&path) {
         Ok(c) => c,
         Err(code) => return code,
