@@ -16,8 +16,9 @@ pub fn blocking_playlist(target_duration: u64) -> String {
     format!("public, max-age={}", (target_duration * 3).max(1))
 }
 
-/// An ended (EXT-X-ENDLIST) playlist no longer changes.
-pub const ENDED_PLAYLIST: &str = "public, max-age=60";
+/// An ended (EXT-X-ENDLIST) playlist: its URL is reused when the name goes live again,
+/// so an edge must revalidate it like a live one.
+pub const ENDED_PLAYLIST: &str = "no-cache";
 
 /// Whether an `If-None-Match` header value (`*` or a comma-separated list of entity tags)
 /// matches `etag`. The comparison is weak (RFC 9110 13.1.2): a `W/` prefix on either side is
