@@ -196,7 +196,11 @@ impl Hub {
         let hub = self.clone();
         let live = live.clone();
         tracing::info!(stream = %live.name, "publisher gone; playlist ends in {:?} unless it returns", grace);
-        tokio::spawn(async move {
+        // Dropped while the runtime shuts down: shutdown() ends the playlists itself.
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        rt.spawn(async move {
             tokio::time::sleep(grace).await;
             hub.end_if_idle(&live, generation).await;
         });

@@ -15,7 +15,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::hub::Hub;
@@ -54,7 +54,10 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(handle(&app, req).await) }
             });
+            // The timer arms hyper's header-read timeout (30 s): a client that never
+            // finishes its request headers cannot hold a connection forever.
             let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(sock), svc)
                 .await;
