@@ -111,6 +111,9 @@ pub struct Segmenter {
     discontinuity_pending: bool,
     /// (output dts, UNIX ms) pair that maps media time to program date-time.
     anchor: Option<(u64, u64)>,
+    /// Smallest (arrival ms − media ms) seen since the open segment began: the
+    /// least-delayed frame shows where the ingest clock really is.
+    arrival_offset_min: Option<i64>,
     segment: Option<OpenSegment>,
     part: OpenPart,
     next_msn: u64,
@@ -121,6 +124,10 @@ pub struct Segmenter {
     /// Next expected audio decode time in the audio timescale.
     audio_next: Option<u64>,
 }
+
+/// Largest PDT correction per segment: 1 % of a 2 s segment, far inside what any
+/// player notices, and PDT stays within 20 ms of EXTINF from one segment to the next.
+pub const PDT_SLEW_MS: i64 = 20;
 
 /// Frame interval assumed until two frames have been seen (30 fps).
 const DEFAULT_VIDEO_INTERVAL: u64 = (TIMESCALE / 30) as u64;
@@ -136,6 +143,7 @@ impl Segmenter {
             resume_at: 0,
             discontinuity_pending: false,
             anchor: None,
+            arrival_offset_min: None,
             segment: None,
             part: OpenPart::default(),
             next_msn: 0,
@@ -174,6 +182,7 @@ impl Segmenter {
         }
         self.offset = None;
         self.anchor = None;
+        self.arrival_offset_min = None;
         self.last_video_dts = None;
         self.audio_next = None;
         out
@@ -221,7 +230,13 @@ impl Segmenter {
 
     fn out_dts(&mut self, frame: &Frame) -> u64 {
         let offset = *self.offset.get_or_insert(self.resume_at as i64 - frame.dts);
-        (frame.dts + offset).max(0) as u64
+        let dts = (frame.dts + offset).max(0) as u64;
+        let arrival_offset = frame.arrival_ms as i64 - (dts / 90) as i64;
+        self.arrival_offset_min = Some(match self.arrival_offset_min {
+            Some(m) => m.min(arrival_offset),
+            None => arrival_offset,
+        });
+        dts
     }
 
     fn push_video(&mut self, frame: &Frame, out: &mut Vec<Output>) {
@@ -343,10 +358,32 @@ impl Segmenter {
         self.part.last_arrival_ms = self.part.last_arrival_ms.max(frame.arrival_ms);
     }
 
-    fn open_segment(&mut self, start: u64, arrival_ms: u64, out: &mut Vec<Output>) {
-        let (anchor_dts, anchor_ms) = *self.anchor.get_or_insert((start, arrival_ms));
-        let pdt_ms =
+    /// Program date-time of a segment starting at `start`. It follows media time, so
+    /// PDT and EXTINF agree; and it slews (at most [`PDT_SLEW_MS`] per segment)
+    /// towards the arrival of the least-delayed frame of the previous segment, so a
+    /// publisher whose first frames came late (encoder start-up, then a catch-up
+    /// burst) does not leave every later PDT that much behind the ingest clock.
+    fn segment_pdt(&mut self, start: u64, arrival_ms: u64) -> i64 {
+        let Some((anchor_dts, anchor_ms)) = self.anchor else {
+            self.anchor = Some((start, arrival_ms));
+            self.arrival_offset_min = None;
+            return arrival_ms as i64;
+        };
+        let predicted =
             anchor_ms as i64 + (start as i64 - anchor_dts as i64) * 1000 / TIMESCALE as i64;
+        let pdt = match self.arrival_offset_min.take() {
+            Some(offset) => {
+                let ideal = (start / 90) as i64 + offset;
+                predicted + (ideal - predicted).clamp(-PDT_SLEW_MS, PDT_SLEW_MS)
+            }
+            None => predicted,
+        };
+        self.anchor = Some((start, pdt.max(0) as u64));
+        pdt
+    }
+
+    fn open_segment(&mut self, start: u64, arrival_ms: u64, out: &mut Vec<Output>) {
+        let pdt_ms = self.segment_pdt(start, arrival_ms);
         let msn = self.next_msn;
         self.next_msn += 1;
         self.segment = Some(OpenSegment {
@@ -736,5 +773,48 @@ mod tests {
         }
         assert_eq!(count, 3599);
         assert!((total - 7198.0).abs() < 0.05, "drifted: {total}");
+    }
+
+    #[test]
+    fn pdt_slews_to_the_ingest_clock_after_a_late_start() {
+        // The encoder starts 300 ms late, then bursts to catch up within the first second.
+        let frames: Vec<Frame> = rtmp_stream(60, 60, 0)
+            .into_iter()
+            .map(|mut f| {
+                let media_ms = (f.dts / 90) as u64;
+                let late = 300u64.saturating_sub(media_ms * 300 / 1000);
+                f.arrival_ms = (1_700_000_000_000 + media_ms + late).max(1_700_000_000_300);
+                f
+            })
+            .collect();
+        let mut seg = Segmenter::new(cut());
+        let mut out = seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        out.extend(run(&mut seg, &frames));
+        let pdts: Vec<i64> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::SegmentStart { pdt_ms, .. } => Some(*pdt_ms as i64),
+                _ => None,
+            })
+            .collect();
+        // Segment k starts at media time 2k s; the ingest clock puts it at base + 2k s.
+        let error = |k: usize| pdts[k] - (1_700_000_000_000 + 2000 * k as i64);
+        assert_eq!(
+            error(0),
+            300,
+            "the first segment can only use its own arrival"
+        );
+        for k in 1..pdts.len() {
+            let step = pdts[k] - pdts[k - 1];
+            assert!(
+                (step - 2000).abs() <= PDT_SLEW_MS,
+                "PDT step {step} at segment {k}"
+            );
+            assert!(
+                error(k) <= error(k - 1),
+                "PDT moves towards the ingest clock"
+            );
+        }
+        assert_eq!(error(pdts.len() - 1), 0, "converged: {pdts:?}");
     }
 }
