@@ -127,7 +127,7 @@ async fn route(app: &App, req: &Request<Incoming>) -> Resp {
     let path = req.uri().path();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
-        [""] => static_file(&app.web_dir, "index.html", None),
+        [""] => static_file(&app.web_dir, "index.html"),
         ["healthz"] => text(StatusCode::OK, "ok\n"),
         ["metrics"] => {
             let live = app.hub.live_names().len();
@@ -140,9 +140,9 @@ async fn route(app: &App, req: &Request<Incoming>) -> Resp {
         }
         ["api", "v1", "streams"] => crate::api::streams(&app.hub),
         ["watch", name] if app.hub.config.stream(name).is_some() => {
-            static_file(&app.web_dir, "watch.html", None)
+            static_file(&app.web_dir, "watch.html")
         }
-        ["static", rest @ ..] => static_file(&app.web_dir, &rest.join("/"), None),
+        ["static", rest @ ..] => static_file(&app.web_dir, &rest.join("/")),
         ["live", name, "index.m3u8"] => match app.hub.store.get(name) {
             Some(entry) => multivariant(&entry).await,
             None => not_found(),
@@ -298,7 +298,7 @@ fn playlist_response(body: Bytes, cache_control: String) -> Resp {
 }
 
 /// Serves a file under `web/`; refuses any path that could leave it.
-fn static_file(dir: &Path, rel: &str, _cc: Option<&str>) -> Resp {
+fn static_file(dir: &Path, rel: &str) -> Resp {
     let rel = Path::new(rel);
     if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         return not_found();
