@@ -118,7 +118,11 @@ pub fn fragment(sequence_number: u32, runs: &[TrackRun], with_styp: bool) -> Byt
         .fold(0usize, |acc, l| acc.saturating_add(*l));
     let mdat_header = mdat_header_len(data_len);
 
-    let mut buf = BytesMut::with_capacity(data_len.saturating_add(256));
+    // Exact enough that the buffer never grows: a part lives in the store for the
+    // whole window, so a doubled allocation would double the origin's memory.
+    let samples: usize = runs.iter().map(|r| r.samples.len()).sum();
+    let header_len = 128 + runs.len() * 80 + samples * 16;
+    let mut buf = BytesMut::with_capacity(data_len.saturating_add(header_len));
     if with_styp {
         write_styp(&mut buf, runs.len() == 1);
     }
@@ -1303,5 +1307,32 @@ mod tests {
         assert!(ours.starts_with("MD5="), "{ours}");
         assert_eq!(ours, md5(fixture().to_str().unwrap()));
         let _ = std::fs::remove_file(&out);
+    }
+
+    #[test]
+    fn fragment_buffer_is_allocated_once() {
+        let runs: Vec<TrackRun> = [(VIDEO_TRACK_ID, 6), (AUDIO_TRACK_ID, 12)]
+            .iter()
+            .map(|&(track_id, n)| TrackRun {
+                track_id,
+                base_decode_time: 0,
+                samples: (0..n)
+                    .map(|i| Sample {
+                        duration: 3000,
+                        cts: 0,
+                        keyframe: i == 0,
+                        data: Bytes::from(vec![0u8; 20_000]),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let frag = fragment(1, &runs, true);
+        let data: usize = 18 * 20_000;
+        let headers = frag.len() - data;
+        // Within the reservation, so the buffer never reallocated to twice its size.
+        assert!(
+            headers <= 128 + 2 * 80 + 18 * 16,
+            "headers {headers} exceed the reservation"
+        );
     }
 }
