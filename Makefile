@@ -3,6 +3,8 @@
 
 CONFIG ?= config/ferrocast.toml
 HOST   ?= 127.0.0.1
+# The address OBS and viewers on other machines use (first address of this host).
+PUBLIC_HOST ?= $(or $(shell hostname -I 2>/dev/null | awk '{print $$1}'),127.0.0.1)
 RTMP_PORT ?= 1935
 HTTP_PORT ?= 8080
 CARGO  ?= cargo
@@ -12,10 +14,10 @@ CARGO  ?= cargo
 run: setup release
 	@echo ""
 	@echo "  OBS → Settings → Stream:  Service: Custom…"
-	@echo "      Server:      rtmp://$(HOST):$(RTMP_PORT)/live"
+	@echo "      Server:      rtmp://$(PUBLIC_HOST):$(RTMP_PORT)/live"
 	@echo "      Stream Key:  demo?key=demo-key"
-	@echo "  Watch:           http://$(HOST):$(HTTP_PORT)/watch/demo"
-	@echo "  Playlist:        http://$(HOST):$(HTTP_PORT)/live/demo/index.m3u8"
+	@echo "  Watch:           http://$(PUBLIC_HOST):$(HTTP_PORT)/watch/demo"
+	@echo "  Playlist:        http://$(PUBLIC_HOST):$(HTTP_PORT)/live/demo/index.m3u8"
 	@echo "  Test pattern:    make demo   (in another terminal)"
 	@echo ""
 	./target/release/ferrocast serve --config $(CONFIG)
