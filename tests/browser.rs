@@ -6,15 +6,21 @@
 //! fatal errors, that frames are decoded, and that glass-to-glass latency (now − the program
 //! date-time of the frame on screen, i.e. from ingest to display) is under 5 s.
 //!
+//! The publisher is the shared harness's (`common::Publisher`): the cached OBS-like clip (720p30
+//! H.264 High, 2 s GOP = segment target, AAC 48 kHz), looped in real time.
+//!
 //! Needs node, Debian's chromium, `node_modules/playwright-core` and `web/vendor/hls.min.js`
 //! (all installed by `scripts/setup.sh test`), and ffmpeg. Fails, not skips, when they are missing.
 //! See the measured numbers with `cargo test --release --test browser -- --nocapture`.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{runs, tail, KillOnDrop, Publisher, ServerOpts, TestServer};
 use serde_json::Value;
 
 const STREAM: &str = "browsertest";
@@ -22,7 +28,7 @@ const KEY: &str = "browser-test-key";
 /// Seconds the player page is sampled (once a second).
 const PLAY_SECS: u64 = 12;
 /// Upper bound on publishing; the publisher is killed as soon as the browser is done (~25 s).
-const PUBLISH_CAP_SECS: u64 = 60;
+const PUBLISH_CAP_SECS: f64 = 60.0;
 const G2G_LIMIT_MS: f64 = 5000.0;
 
 fn root() -> PathBuf {
@@ -33,17 +39,6 @@ fn chromium() -> PathBuf {
     std::env::var_os("CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-fn runs(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }
 
 /// Fails with one clear message naming everything that is missing.
@@ -74,116 +69,6 @@ fn check_prerequisites() {
          (installs chromium, node, ffmpeg and the npm packages, and copies hls.js to web/vendor/).",
         missing.join(", ")
     );
-}
-
-/// A scratch directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let p =
-            std::env::temp_dir().join(format!("ferrocast-browser-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&p).expect("create temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed (and reaped) on drop, so no failure path leaks it.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let v: Vec<&str> = text.lines().collect();
-    v[v.len().saturating_sub(lines)..].join("\n")
-}
-
-/// OBS-like publisher: 720p30 H.264 High, 2 s GOP (= segment target), CBR 3 Mb/s, AAC 48 kHz.
-fn publish(rtmp: std::net::SocketAddr, log: &Path) -> KillOnDrop {
-    let url = format!("rtmp://{rtmp}/live/{STREAM}?key={KEY}");
-    let encode = "-c:v libx264 -preset veryfast -tune zerolatency -profile:v high \
-                  -pix_fmt yuv420p -g 60 -keyint_min 60 -sc_threshold 0 \
-                  -b:v 3000k -maxrate 3000k -bufsize 3000k -c:a aac -b:a 128k -ar 48000 -ac 2 -f flv";
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostdin", "-loglevel", "warning", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", &PUBLISH_CAP_SECS.to_string()])
-        .args(encode.split_whitespace())
-        .arg(&url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(log).expect("ffmpeg log file"))
-        .spawn()
-        .expect("start ffmpeg");
-    KillOnDrop(child)
-}
-
-/// Waits until the multivariant playlist answers and its first media playlist holds a complete
-/// segment, so the player starts on a stream that is really flowing.
-async fn wait_for_playlist(
-    http: std::net::SocketAddr,
-    publisher: &mut KillOnDrop,
-    ffmpeg_log: &Path,
-) {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let base = format!("http://{http}/live/{STREAM}/");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = String::new();
-    loop {
-        if let Ok(Some(status)) = publisher.0.try_wait() {
-            panic!("ffmpeg exited early ({status}):\n{}", tail(ffmpeg_log, 20));
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the playlist did not appear within 30 s (last: {last})\nffmpeg:\n{}",
-            tail(ffmpeg_log, 20)
-        );
-        match client.get(format!("{base}index.m3u8")).send().await {
-            Ok(r) if r.status().is_success() => {
-                let text = r.text().await.unwrap_or_default();
-                if let Some(uri) = text
-                    .lines()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty() && !l.starts_with('#'))
-                {
-                    match client.get(format!("{base}{uri}")).send().await {
-                        Ok(m) if m.status().is_success() => {
-                            let media = m.text().await.unwrap_or_default();
-                            if media.contains("#EXTINF") {
-                                return;
-                            }
-                            last = "media playlist has no complete segment yet".into();
-                        }
-                        Ok(m) => last = format!("media playlist: HTTP {}", m.status()),
-                        Err(e) => last = format!("media playlist: {e}"),
-                    }
-                }
-            }
-            Ok(r) => last = format!("multivariant: HTTP {}", r.status()),
-            Err(e) => last = format!("multivariant: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 /// Runs `node tests/browser/play.js ARGS...` (off the async runtime) and parses its JSON.
@@ -270,27 +155,21 @@ async fn browser_plays_the_stream_at_low_latency() {
     // root; make sure of it when the test binary is started by hand.
     std::env::set_current_dir(root()).expect("cd to the crate root");
 
-    let scratch = TempDir::new();
-    let cfg_path = scratch.0.join("ferrocast.toml");
-    std::fs::write(
-        &cfg_path,
-        format!(
-            "[server]\nhttp = \"127.0.0.1:0\"\nrtmp = \"127.0.0.1:0\"\nsrt = \"127.0.0.1:0\"\n\n\
-             [hls]\nsegment_target = \"2s\"\npart_target = \"200ms\"\nwindow = 6\n\n\
-             [[stream]]\nname = \"{STREAM}\"\nkey = \"{KEY}\"\npipeline = \"passthrough\"\n"
-        ),
-    )
-    .unwrap();
-    let cfg = ferrocast::config::load_with_base(&cfg_path, Path::new(env!("CARGO_MANIFEST_DIR")))
-        .unwrap_or_else(|d| panic!("test config does not load: {d:?}"));
-    let server = ferrocast::server::Server::start(cfg)
-        .await
-        .expect("server starts");
-    let http = server.bound.http;
+    // Same config as the other end-to-end tests (2 s segments, 200 ms parts, a 6-segment
+    // window, passthrough), with this test's stream and the default 10 s grace.
+    let srv = TestServer::start(ServerOpts {
+        window: 6,
+        grace: "10s",
+        streams: vec![(STREAM, KEY)],
+    })
+    .await;
+    let http = srv.http;
+    let scratch = srv.dir.path().to_path_buf();
 
-    let ffmpeg_log = scratch.0.join("ffmpeg.log");
-    let mut publisher = publish(server.bound.rtmp, &ffmpeg_log);
-    wait_for_playlist(http, &mut publisher, &ffmpeg_log).await;
+    let mut publisher =
+        Publisher::start(&srv.rtmp_url(STREAM, Some(KEY)), PUBLISH_CAP_SECS, &scratch);
+    srv.wait_live(STREAM, &mut publisher, Duration::from_secs(30))
+        .await;
 
     // 1. The stream list links the stream and describes it.
     let idx = play_js(
@@ -300,7 +179,7 @@ async fn browser_plays_the_stream_at_low_latency() {
             STREAM.into(),
             "15".into(),
         ],
-        scratch.0.clone(),
+        scratch.clone(),
         Duration::from_secs(60),
     )
     .await;
@@ -320,14 +199,14 @@ async fn browser_plays_the_stream_at_low_latency() {
     let url = format!("http://{http}/watch/{STREAM}");
     let out = play_js(
         vec![url.clone(), PLAY_SECS.to_string()],
-        scratch.0.clone(),
+        scratch.clone(),
         Duration::from_secs(PLAY_SECS + 60),
     )
     .await;
-    if let Ok(Some(status)) = publisher.0.try_wait() {
+    if let Some(status) = publisher.try_wait() {
         panic!(
             "ffmpeg exited during playback ({status}):\n{}",
-            tail(&ffmpeg_log, 20)
+            tail(&publisher.log, 20)
         );
     }
     drop(publisher);
@@ -429,5 +308,5 @@ async fn browser_plays_the_stream_at_low_latency() {
         "glass-to-glass median {:.0} ms is not under {G2G_LIMIT_MS} ms: {summary}",
         med(&g2g)
     );
-    drop(server);
+    drop(srv);
 }

@@ -40,15 +40,9 @@ pub fn require_tool(name: &str) -> &'static str {
     static CHECKED: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
     let checked = CHECKED.get_or_init(Default::default);
     let mut map = checked.lock().unwrap();
-    let ok = *map.entry(name.to_string()).or_insert_with(|| {
-        Command::new(name)
-            .arg("-version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    });
+    let ok = *map
+        .entry(name.to_string())
+        .or_insert_with(|| runs(name, "-version"));
     assert!(
         ok,
         "required tool `{name}` is missing or broken (not on PATH?). These end-to-end tests \
@@ -58,6 +52,35 @@ pub fn require_tool(name: &str) -> &'static str {
         "ffmpeg" => "ffmpeg",
         "ffprobe" => "ffprobe",
         other => panic!("unknown tool {other}"),
+    }
+}
+
+/// Whether `cmd arg` starts and exits successfully (its output is discarded).
+pub fn runs(cmd: &str, arg: &str) -> bool {
+    Command::new(cmd)
+        .arg(arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// The last `lines` lines of a (log) file; empty if it cannot be read.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A child process killed (and reaped) on drop, so no failure path leaks it.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -346,6 +369,49 @@ impl TestServer {
         }
     }
 
+    /// Waits until a player could start: the multivariant playlist answers and its first
+    /// media playlist holds a complete segment. Fails early, with ffmpeg's log, if the
+    /// publisher exits; at the deadline, with the last answer and ffmpeg's log.
+    pub async fn wait_live(&self, name: &str, publisher: &mut Publisher, timeout: Duration) {
+        let base = self.url(&format!("/live/{name}/"));
+        let deadline = Instant::now() + timeout;
+        let mut last = String::new();
+        loop {
+            if let Some(status) = publisher.try_wait() {
+                panic!(
+                    "ffmpeg exited early ({status}):\n{}",
+                    tail(&publisher.log, 20)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the playlist did not appear within {timeout:?} (last: {last})\nffmpeg:\n{}",
+                tail(&publisher.log, 20)
+            );
+            let mv = self.client.get(&format!("{base}index.m3u8")).await;
+            if mv.status == 200 {
+                let text = mv.text();
+                if let Some(uri) = text
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty() && !l.starts_with('#'))
+                {
+                    let media = self.client.get(&format!("{base}{uri}")).await;
+                    if media.status != 200 {
+                        last = format!("media playlist: HTTP {}", media.status);
+                    } else if media.text().contains("#EXTINF") {
+                        return;
+                    } else {
+                        last = "media playlist has no complete segment yet".into();
+                    }
+                }
+            } else {
+                last = format!("multivariant: HTTP {}", mv.status);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     pub async fn metrics(&self) -> Metrics {
         let r = self.get("/metrics").await;
         assert_eq!(r.status, 200);
@@ -464,7 +530,7 @@ impl Default for Http {
 /// An ffmpeg process publishing the looped clip in real time; killed when dropped, so a
 /// failing test never leaves it running.
 pub struct Publisher {
-    child: Option<Child>,
+    child: Option<KillOnDrop>,
     pub log: PathBuf,
     pub started: Instant,
     status: Option<ExitStatus>,
@@ -508,7 +574,7 @@ impl Publisher {
             .spawn()
             .expect("spawn ffmpeg");
         Publisher {
-            child: Some(child),
+            child: Some(KillOnDrop(child)),
             log,
             started: Instant::now(),
             status: None,
@@ -523,7 +589,7 @@ impl Publisher {
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
             if let Some(c) = self.child.as_mut() {
-                self.status = c.try_wait().expect("try_wait ffmpeg");
+                self.status = c.0.try_wait().expect("try_wait ffmpeg");
             }
         }
         self.status
@@ -545,17 +611,9 @@ impl Publisher {
         }
     }
 
+    /// Kills and reaps ffmpeg now (dropping the publisher does the same).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        self.kill();
+        self.child = None;
     }
 }
 
