@@ -186,12 +186,7 @@ fn hold_limit(entry: &StreamEntry) -> Duration {
 
 async fn multivariant(entry: &StreamEntry) -> Resp {
     // A player may ask the moment the stream goes live: give the codecs a moment to arrive.
-    let ready = || {
-        entry
-            .renditions
-            .iter()
-            .any(|r| r.info().video.is_some() || r.info().audio.is_some())
-    };
+    let ready = || entry.renditions.iter().any(|r| r.has_media());
     if !wait_until(entry, hold_limit(entry), ready).await {
         return status(StatusCode::SERVICE_UNAVAILABLE, "stream has no media yet\n");
     }

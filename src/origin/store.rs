@@ -55,8 +55,6 @@ struct RenditionState {
     /// Parts of each segment in the window, to evict with it.
     part_uris: VecDeque<(u64, Vec<String>)>,
     init_uris: HashMap<u32, String>,
-    current_init: u32,
-    next_part_uri: Option<String>,
     info: RenditionInfo,
     /// (bytes, seconds) of complete segments in the window, for BANDWIDTH.
     sizes: VecDeque<(usize, f64)>,
@@ -197,8 +195,6 @@ impl Rendition {
                 objects: HashMap::new(),
                 part_uris: VecDeque::new(),
                 init_uris: HashMap::new(),
-                current_init: 0,
-                next_part_uri: None,
                 info: RenditionInfo::default(),
                 sizes: VecDeque::new(),
                 open_bytes: Vec::new(),
@@ -214,6 +210,12 @@ impl Rendition {
 
     pub fn info(&self) -> RenditionInfo {
         self.lock().info.clone()
+    }
+
+    /// Whether the publisher's codecs are known (the rendition can be listed).
+    pub fn has_media(&self) -> bool {
+        let st = self.lock();
+        st.info.video.is_some() || st.info.audio.is_some()
     }
 
     /// (msn, last part index) of the newest published part.
@@ -248,7 +250,7 @@ impl Rendition {
     /// True when `uri` is the part the playlist currently hints at.
     pub fn is_hinted(&self, uri: &str) -> bool {
         let st = self.lock();
-        !st.playlist.ended && st.next_part_uri.as_deref() == Some(uri)
+        st.playlist.preload_hint.as_deref() == Some(uri)
     }
 
     pub fn ended(&self) -> bool {
@@ -325,13 +327,8 @@ impl StreamEntry {
             for o in outputs {
                 self.apply_one(&mut st, o);
             }
-            let hint = format!("part-{}-{}.m4s", self.epoch, next_part_number);
-            st.playlist.preload_hint = if st.playlist.ended {
-                None
-            } else {
-                Some(hint.clone())
-            };
-            st.next_part_uri = Some(hint);
+            st.playlist.preload_hint = (!st.playlist.ended)
+                .then(|| format!("part-{}-{}.m4s", self.epoch, next_part_number));
         }
         self.bump();
     }
@@ -343,7 +340,6 @@ impl StreamEntry {
                 st.objects
                     .insert(uri.clone(), self.object(&uri, vec![bytes], "video/mp4"));
                 st.init_uris.insert(version, uri);
-                st.current_init = version;
             }
             Output::SegmentStart {
                 msn,
