@@ -7,9 +7,10 @@ HOST   ?= 127.0.0.1
 PUBLIC_HOST ?= $(or $(shell hostname -I 2>/dev/null | awk '{print $$1}'),127.0.0.1)
 RTMP_PORT ?= 1935
 HTTP_PORT ?= 8080
+SRT_PORT ?= 9000
 CARGO  ?= cargo
 
-.PHONY: run test demo check build release setup setup-test lint fmt bench clean
+.PHONY: run test demo demo-srt check build release setup setup-test lint fmt bench clean
 
 run: setup release
 	@echo ""
@@ -26,14 +27,22 @@ test: setup-test
 	$(CARGO) build --release --bins
 	$(CARGO) test --release -- --test-threads=2
 
+# The demo publisher: an OBS-like 720p30 test pattern with a tone, encoded live.
+DEMO_ENCODE = -hide_banner -loglevel warning -re \
+  -f lavfi -i "testsrc2=size=1280x720:rate=30" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
+  -c:v libx264 -preset veryfast -tune zerolatency -profile:v high -pix_fmt yuv420p \
+  -g 60 -keyint_min 60 -sc_threshold 0 -b:v 3000k -maxrate 3000k -bufsize 3000k \
+  -c:a aac -b:a 128k -ar 48000 -ac 2
+
 demo:
 	@command -v ffmpeg >/dev/null || scripts/setup.sh run
-	ffmpeg -hide_banner -loglevel warning -re \
-	  -f lavfi -i "testsrc2=size=1280x720:rate=30" -f lavfi -i "sine=frequency=440:sample_rate=48000" \
-	  -c:v libx264 -preset veryfast -tune zerolatency -profile:v high -pix_fmt yuv420p \
-	  -g 60 -keyint_min 60 -sc_threshold 0 -b:v 3000k -maxrate 3000k -bufsize 3000k \
-	  -c:a aac -b:a 128k -ar 48000 -ac 2 \
-	  -f flv "rtmp://$(HOST):$(RTMP_PORT)/live/demo?key=demo-key"
+	ffmpeg $(DEMO_ENCODE) -f flv "rtmp://$(HOST):$(RTMP_PORT)/live/demo?key=demo-key"
+
+# The same over SRT (MPEG-TS).
+demo-srt:
+	@command -v ffmpeg >/dev/null || scripts/setup.sh run
+	ffmpeg $(DEMO_ENCODE) -f mpegts \
+	  "srt://$(HOST):$(SRT_PORT)?streamid=#!::r=live/demo,m=publish,s=demo-key&pkt_size=1316"
 
 check: release
 	./target/release/ferrocast check --config $(CONFIG)

@@ -7,8 +7,8 @@
 #   BENCH_OUT     writable output root (default /tmp/ferrocast-bench); logs, configs, pid files.
 #   FC_BIN        ferrocast binary (default target/release/ferrocast of this repo; the scripts
 #                 copy it to $BENCH_OUT/bin/ferrocast first so a rebuild mid-run cannot swap it).
-#   FC_HTTP / FC_RTMP   listen addresses (default 127.0.0.1:28080 / 127.0.0.1:29350; chosen
-#                 away from the peer's 18080/19350 and the test suites' ports).
+#   FC_HTTP / FC_RTMP / FC_SRT   listen addresses (default 127.0.0.1:28080 / 127.0.0.1:29350 /
+#                 UDP 127.0.0.1:29000; away from the peer's 18080/19350 and the tests' ports).
 #   FC_STREAMS    how many s1..sN streams the bench config allows (default 64) besides `lat`, `g2g`.
 #   FC_LOG        RUST_LOG for the server (default info).
 #   FC_VERSION    what to record as the binary's version (default: git describe --dirty of the repo;
@@ -29,6 +29,7 @@ mkdir -p "$BENCH_OUT" && BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
 FC_BIN=${FC_BIN:-$FC_REPO/target/release/ferrocast}
 FC_HTTP=${FC_HTTP:-127.0.0.1:28080}
 FC_RTMP=${FC_RTMP:-127.0.0.1:29350}
+FC_SRT=${FC_SRT:-127.0.0.1:29000}
 FC_STREAMS=${FC_STREAMS:-64}
 FC_DIR=$BENCH_OUT/ferrocast
 FC_URL=http://$FC_HTTP
@@ -37,6 +38,8 @@ NG_RTMP=rtmp://127.0.0.1:19350/live
 
 # rtmp URL for stream NAME on ferrocast
 fc_pub_url() { echo "rtmp://$FC_RTMP/live/$1?key=bench-$1"; }
+# srt URL for stream NAME (ffmpeg 5.1 sends the streamid verbatim; latency in µs)
+fc_srt_url() { echo "srt://$FC_SRT?streamid=#!::r=live/$1,m=publish,s=bench-$1&latency=120000&pkt_size=1316"; }
 
 # Writes $FC_DIR/bench.toml: 2 s segments, 200 ms parts, streams lat, g2g, s1..s$FC_STREAMS.
 fc_config() {
@@ -62,7 +65,7 @@ fc_start() {
     echo "${FC_VERSION:-$(git -C "$FC_REPO" describe --always --dirty 2>/dev/null)}" > "$BENCH_OUT/bin/ferrocast.version"
   fi
   ( cd "$FC_REPO" && RUST_LOG=${FC_LOG:-info} exec "$BENCH_OUT/bin/ferrocast" serve \
-      --config "$FC_DIR/bench.toml" --http "$FC_HTTP" --rtmp "$FC_RTMP" ) > "$log" 2>&1 &
+      --config "$FC_DIR/bench.toml" --http "$FC_HTTP" --rtmp "$FC_RTMP" --srt "$FC_SRT" ) > "$log" 2>&1 &
   FC_PID=$!
   echo $FC_PID > "$FC_DIR/ferrocast.pid"
   for _ in $(seq 50); do curl -sf -o /dev/null "$FC_URL/healthz" && break; sleep 0.1; done

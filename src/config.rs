@@ -66,6 +66,14 @@ pub const KEY_FORBIDDEN: &[char] = &['?', '&', ','];
 /// Key of the shipped example config; `warnings` flags it so it is not left in production.
 pub const EXAMPLE_KEY: &str = "demo-key";
 
+/// SRT receive latency (TSBPD buffer) when `[srt] latency` is not set; libsrt's own default.
+pub const DEFAULT_SRT_LATENCY: Duration = Duration::from_millis(120);
+/// SRT latencies accepted: below 20 ms nothing can be retransmitted, above 8 s is not live.
+pub const SRT_LATENCY_RANGE: (Duration, Duration) =
+    (Duration::from_millis(20), Duration::from_secs(8));
+/// SRT passphrase length limits in bytes (the SRT specification's `SRTO_PASSPHRASE`).
+pub const SRT_PASSPHRASE_LEN: (usize, usize) = (10, 79);
+
 /// Whether `[source] passthrough` is on when a pipeline file does not say.
 pub const DEFAULT_PASSTHROUGH: bool = true;
 
@@ -86,6 +94,7 @@ pub struct Config {
     pub path: PathBuf,
     pub server: ServerConfig,
     pub hls: HlsConfig,
+    pub srt: SrtConfig,
     /// Who may publish; a name with no entry cannot publish.
     pub streams: Vec<StreamConfig>,
     /// Every pipeline used by a stream, loaded, by name.
@@ -109,6 +118,25 @@ pub struct HlsConfig {
     pub grace: Duration,
 }
 
+/// SRT ingest settings (`[srt]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtConfig {
+    /// Receive latency offered to callers (SRT uses the larger of both sides').
+    pub latency: Duration,
+    /// Stream that callers without a streamid publish to (encoders that cannot set one);
+    /// the stream must have a passphrase, which is then the only credential.
+    pub default_stream: Option<String>,
+}
+
+impl Default for SrtConfig {
+    fn default() -> Self {
+        SrtConfig {
+            latency: DEFAULT_SRT_LATENCY,
+            default_stream: None,
+        }
+    }
+}
+
 /// One `[[stream]]`: who may publish under `name`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamConfig {
@@ -117,6 +145,8 @@ pub struct StreamConfig {
     pub key: String,
     /// Name of the pipeline file (`pipelines/NAME.toml`).
     pub pipeline: String,
+    /// SRT encryption passphrase: SRT callers must encrypt with it (RTMP is unaffected).
+    pub passphrase: Option<String>,
 }
 
 /// One pipeline file. Transcoded ladders come later; for now only the source rung exists.
@@ -178,6 +208,19 @@ impl Default for HlsConfig {
 }
 
 impl Config {
+    /// A config with every default and no streams, for unit tests elsewhere in the crate.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Config {
+        Config {
+            path: PathBuf::from("test.toml"),
+            server: ServerConfig::default(),
+            hls: HlsConfig::default(),
+            srt: SrtConfig::default(),
+            streams: Vec::new(),
+            pipelines: BTreeMap::new(),
+        }
+    }
+
     /// The `[[stream]]` entry for `name`, if that name may publish.
     pub fn stream(&self, name: &str) -> Option<&StreamConfig> {
         self.streams.iter().find(|s| s.name == name)
@@ -273,7 +316,7 @@ pub fn load_with_base(path: &Path, base_dir: &Path) -> Result<Config, Vec<Diagno
     let mut src = Source::new(path, &text);
     let parsed = src.parse().map(|doc| parse_config(&mut src, &doc));
     let mut diags = src.finish();
-    let Some((server, hls, streams, refs)) = parsed else {
+    let Some((server, hls, srt, streams, refs)) = parsed else {
         return Err(diags);
     };
 
@@ -325,6 +368,7 @@ pub fn load_with_base(path: &Path, base_dir: &Path) -> Result<Config, Vec<Diagno
         path: path.to_path_buf(),
         server,
         hls,
+        srt,
         streams,
         pipelines,
     })
@@ -554,6 +598,7 @@ fn get_duration(
     src: &mut Source,
     table: &dyn TableLike,
     name: &str,
+    ctx: &str,
     range: (Duration, Duration),
     why: &str,
 ) -> Option<(Duration, Option<Range<usize>>)> {
@@ -563,7 +608,7 @@ fn get_duration(
         src.report(
             span,
             format!(
-                "`{name}` in [hls] must be a duration string such as \"2s\" or \"200ms\", found {}",
+                "`{name}` {ctx} must be a duration string such as \"2s\" or \"200ms\", found {}",
                 type_name(item)
             ),
         );
@@ -584,14 +629,14 @@ fn get_duration(
             src.report(
                 span,
                 format!(
-                    "`{name}` in [hls] must be {bounds}, found {} ({why})",
+                    "`{name}` {ctx} must be {bounds}, found {} ({why})",
                     fmt_duration(d)
                 ),
             );
             None
         }
         Err(e) => {
-            src.report(span, format!("`{name}` in [hls]: {e}"));
+            src.report(span, format!("`{name}` {ctx}: {e}"));
             None
         }
     }
@@ -625,7 +670,13 @@ fn name_rule() -> String {
     format!("1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, `_` and `-`")
 }
 
-type Parsed = (ServerConfig, HlsConfig, Vec<StreamConfig>, Vec<PipelineRef>);
+type Parsed = (
+    ServerConfig,
+    HlsConfig,
+    SrtConfig,
+    Vec<StreamConfig>,
+    Vec<PipelineRef>,
+);
 
 fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
     let root: &dyn TableLike = doc.as_table();
@@ -633,7 +684,7 @@ fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
         src,
         root,
         "at top level",
-        &["server", "hls", "stream"],
+        &["server", "hls", "srt", "stream"],
         no_hint,
     );
 
@@ -668,6 +719,7 @@ fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
             src,
             t,
             "segment_target",
+            "in [hls]",
             (MIN_SEGMENT_TARGET, MAX_SEGMENT_TARGET),
             "segments are cut on keyframes; shorter is not achievable, longer is not live",
         );
@@ -681,6 +733,7 @@ fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
             src,
             t,
             "part_target",
+            "in [hls]",
             (MIN_PART_TARGET, part_max.max(MIN_PART_TARGET)),
             "at most half of segment_target: LL-HLS needs several parts per segment",
         );
@@ -712,6 +765,7 @@ fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
             src,
             t,
             "grace",
+            "in [hls]",
             (Duration::ZERO, MAX_GRACE),
             "the stream is held this long after its publisher leaves",
         ) {
@@ -719,8 +773,49 @@ fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
         }
     }
 
+    let mut srt = SrtConfig::default();
+    let mut default_span = None;
+    if let Some(t) = section(src, root, "srt") {
+        check_keys(
+            src,
+            t,
+            "in [srt]",
+            &["latency", "default_stream"],
+            no_hint,
+        );
+        if let Some((d, _)) = get_duration(
+            src,
+            t,
+            "latency",
+            "in [srt]",
+            SRT_LATENCY_RANGE,
+            "the time SRT may spend recovering lost packets; it adds to the stream's delay",
+        ) {
+            srt.latency = d;
+        }
+        if let Some((n, span)) = get_str(src, t, "default_stream", "in [srt]") {
+            srt.default_stream = Some(n.to_string());
+            default_span = Some(span);
+        }
+    }
+
     let (streams, refs) = parse_streams(src, root);
-    (server, hls, streams, refs)
+    if let (Some(name), Some(span)) = (&srt.default_stream, default_span) {
+        match streams.iter().find(|s| &s.name == name) {
+            None => src.report(
+                span,
+                format!("`default_stream` in [srt]: no [[stream]] named `{name}`"),
+            ),
+            Some(s) if s.passphrase.is_none() => src.report(
+                span,
+                format!(
+                    "`default_stream` in [srt]: stream `{name}` has no `passphrase`; callers without a streamid carry no key, so the passphrase must be their credential"
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    (server, hls, srt, streams, refs)
 }
 
 fn parse_streams(src: &mut Source, root: &dyn TableLike) -> (Vec<StreamConfig>, Vec<PipelineRef>) {
@@ -758,7 +853,13 @@ fn parse_streams(src: &mut Source, root: &dyn TableLike) -> (Vec<StreamConfig>, 
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (t, header) in entries {
         let ctx = "in [[stream]]";
-        check_keys(src, t, ctx, &["name", "key", "pipeline"], no_hint);
+        check_keys(
+            src,
+            t,
+            ctx,
+            &["name", "key", "pipeline", "passphrase"],
+            no_hint,
+        );
         let mut ok = true;
 
         let name = match get_str(src, t, "name", ctx) {
@@ -840,11 +941,28 @@ fn parse_streams(src: &mut Source, root: &dyn TableLike) -> (Vec<StreamConfig>, 
             }
         };
 
+        let mut passphrase = None;
+        if let Some((p, span)) = get_str(src, t, "passphrase", ctx) {
+            let (lo, hi) = SRT_PASSPHRASE_LEN;
+            // Kept even when invalid (loading fails anyway) so `default_stream` is judged on it.
+            passphrase = Some(p.to_string());
+            if !(lo..=hi).contains(&p.len()) {
+                src.report(
+                    span,
+                    format!(
+                        "stream{label}: `passphrase` must be {lo} to {hi} bytes long (SRT's limit), found {}",
+                        p.len()
+                    ),
+                );
+            }
+        }
+
         if let (true, Some(name), Some(key), Some(pipeline)) = (ok, name, key, pipeline) {
             streams.push(StreamConfig {
                 name: name.to_string(),
                 key: key.to_string(),
                 pipeline: pipeline.to_string(),
+                passphrase,
             });
         }
     }
@@ -1086,12 +1204,12 @@ mod tests {
         assert_eq!(
             errors(cfg, &[]),
             [
-                "config/ferrocast.toml:1:1: unknown key `foo` at top level; expected one of: server, hls, stream",
+                "config/ferrocast.toml:1:1: unknown key `foo` at top level; expected one of: server, hls, srt, stream",
                 "config/ferrocast.toml:3:1: unknown key `htp` in [server]; expected one of: http, rtmp, srt (did you mean `http`?)",
                 "config/ferrocast.toml:5:1: unknown key `segment_targt` in [hls]; expected one of: segment_target, part_target, window, grace (did you mean `segment_target`?)",
                 "config/ferrocast.toml:6:6: unknown table `extra` in [hls]; expected one of: segment_target, part_target, window, grace",
-                "config/ferrocast.toml:10:1: unknown key `pipe` in [[stream]]; expected one of: name, key, pipeline",
-                "config/ferrocast.toml:11:2: unknown table `bar` at top level; expected one of: server, hls, stream",
+                "config/ferrocast.toml:10:1: unknown key `pipe` in [[stream]]; expected one of: name, key, pipeline, passphrase",
+                "config/ferrocast.toml:11:2: unknown table `bar` at top level; expected one of: server, hls, srt, stream",
             ]
         );
     }
@@ -1280,6 +1398,47 @@ mod tests {
     }
 
     #[test]
+    fn srt_settings_and_passphrases() {
+        let c = ok(
+            "[srt]\nlatency = \"250ms\"\ndefault_stream = \"demo\"\n\n[[stream]]\nname = \"demo\"\nkey = \"k\"\npassphrase = \"0123456789\"\n",
+            &[("default", PASSTHROUGH)],
+        );
+        assert_eq!(c.srt.latency, Duration::from_millis(250));
+        assert_eq!(c.srt.default_stream.as_deref(), Some("demo"));
+        assert_eq!(c.streams[0].passphrase.as_deref(), Some("0123456789"));
+        let c = ok(STREAM, &[("default", PASSTHROUGH)]);
+        assert_eq!(c.srt, SrtConfig::default());
+        assert_eq!(c.streams[0].passphrase, None);
+    }
+
+    #[test]
+    fn srt_problems_are_reported_where_they_are() {
+        let files = [("default", PASSTHROUGH)];
+        assert_eq!(
+            errors(
+                "[srt]\nlatency = \"5ms\"\nlatncy = 1\ndefault_stream = \"demo\"\n\n[[stream]]\nname = \"demo\"\nkey = \"k\"\npassphrase = \"short\"\n",
+                &files
+            ),
+            [
+                "config/ferrocast.toml:2:11: `latency` in [srt] must be between 20ms and 8s, found 5ms (the time SRT may spend recovering lost packets; it adds to the stream's delay)",
+                "config/ferrocast.toml:3:1: unknown key `latncy` in [srt]; expected one of: latency, default_stream (did you mean `latency`?)",
+                "config/ferrocast.toml:9:14: stream `demo`: `passphrase` must be 10 to 79 bytes long (SRT's limit), found 5",
+            ]
+        );
+        assert_eq!(
+            errors(
+                "[srt]\ndefault_stream = \"demo\"\n\n[[stream]]\nname = \"demo\"\nkey = \"k\"\n",
+                &files
+            ),
+            ["config/ferrocast.toml:2:18: `default_stream` in [srt]: stream `demo` has no `passphrase`; callers without a streamid carry no key, so the passphrase must be their credential"]
+        );
+        assert_eq!(
+            errors("[srt]\ndefault_stream = \"nope\"\n\n[[stream]]\nname = \"demo\"\nkey = \"k\"\n", &files),
+            ["config/ferrocast.toml:2:18: `default_stream` in [srt]: no [[stream]] named `nope`"]
+        );
+    }
+
+    #[test]
     fn shipped_files_load() {
         let root = repo_root();
         let c = load_with_base(&root.join(DEFAULT_CONFIG_PATH), &root)
@@ -1291,9 +1450,11 @@ mod tests {
             [StreamConfig {
                 name: "demo".into(),
                 key: "demo-key".into(),
-                pipeline: "default".into()
+                pipeline: "default".into(),
+                passphrase: None,
             }]
         );
+        assert_eq!(c.srt, SrtConfig::default());
         assert!(c.pipelines["default"].source);
         assert_eq!(warnings(&c).len(), 1, "the example key is flagged");
         let p = load_pipeline("passthrough", &root.join("pipelines/passthrough.toml"))

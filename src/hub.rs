@@ -176,6 +176,23 @@ impl Hub {
         self.lives().keys().cloned().collect()
     }
 
+    /// Whether [`Hub::claim`] would refuse `name` as already live right now; lets SRT refuse
+    /// in its handshake instead of accepting and then closing.
+    pub fn check_claim(&self, name: &str) -> Result<(), Refusal> {
+        let lives = self.lives();
+        let healthy = lives.get(name).is_some_and(|l| {
+            l.publisher
+                .lock()
+                .map(|p| p.as_ref().is_some_and(|p| p.last_data.elapsed() < STALE_PUBLISHER))
+                .unwrap_or(false)
+        });
+        if healthy {
+            Err(Refusal::AlreadyLive(name.to_string()))
+        } else {
+            Ok(())
+        }
+    }
+
     pub fn is_publishing(&self, name: &str) -> bool {
         self.lives()
             .get(name)

@@ -133,7 +133,6 @@ fn serve(
                 return ExitCode::from(1);
             }
         };
-        tracing::info!("SRT ingest is not available in this version; [server] srt is not bound");
         ferrocast::server::shutdown_signal().await;
         tracing::info!("shutting down: ending live playlists");
         server.shutdown().await;

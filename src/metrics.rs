@@ -11,6 +11,9 @@ pub struct Metrics {
     pub rtmp_connections: AtomicU64,
     pub rtmp_rejected: AtomicU64,
     pub rtmp_errors: AtomicU64,
+    pub srt_connections: AtomicU64,
+    pub srt_rejected: AtomicU64,
+    pub srt_errors: AtomicU64,
     pub ingest_bytes: AtomicU64,
     pub ingest_frames: AtomicU64,
     pub hub_lagged_frames: AtomicU64,
@@ -38,7 +41,7 @@ impl Metrics {
 
     pub fn render(&self, live_streams: usize) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 14] = [
             (
                 "ferrocast_rtmp_connections_total",
                 "RTMP connections accepted",
@@ -53,6 +56,21 @@ impl Metrics {
                 "ferrocast_rtmp_errors_total",
                 "RTMP sessions ended by a protocol or media error",
                 &self.rtmp_errors,
+            ),
+            (
+                "ferrocast_srt_connections_total",
+                "SRT callers accepted",
+                &self.srt_connections,
+            ),
+            (
+                "ferrocast_srt_rejected_total",
+                "SRT callers refused (streamid, key, passphrase or name in use)",
+                &self.srt_rejected,
+            ),
+            (
+                "ferrocast_srt_errors_total",
+                "SRT sessions ended by a protocol or media error",
+                &self.srt_errors,
             ),
             (
                 "ferrocast_ingest_bytes_total",

@@ -21,6 +21,8 @@ pub const WEB_DIR: &str = "web";
 pub struct Bound {
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
+    /// UDP.
+    pub srt: SocketAddr,
 }
 
 /// A started server.
@@ -45,9 +47,18 @@ impl Server {
                 format!("cannot listen for RTMP on {}: {e}", config.server.rtmp),
             )
         })?;
+        let srt_l = crate::ingest::srt::bind(config.server.srt, config.srt.latency)
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen for SRT on udp {}: {e}", config.server.srt),
+                )
+            })?;
         let bound = Bound {
             http: http_l.local_addr()?,
             rtmp: rtmp_l.local_addr()?,
+            srt: srt_l.local,
         };
         let hub = Hub::new(
             config.clone(),
@@ -60,6 +71,7 @@ impl Server {
         });
         tokio::spawn(http::serve(http_l, app));
         tokio::spawn(crate::ingest::rtmp::serve(rtmp_l, hub.clone()));
+        tokio::spawn(crate::ingest::srt::serve(srt_l, hub.clone()));
         let sweeper = hub.clone();
         tokio::spawn(async move {
             loop {
@@ -67,7 +79,7 @@ impl Server {
                 sweeper.store.sweep(ENDED_KEEP);
             }
         });
-        tracing::info!(http = %bound.http, rtmp = %bound.rtmp, "ferrocast listening");
+        tracing::info!(http = %bound.http, rtmp = %bound.rtmp, srt = %bound.srt, "ferrocast listening");
         Ok(Server { bound, hub })
     }
 

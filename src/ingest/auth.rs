@@ -17,6 +17,14 @@ pub enum Refusal {
     AlreadyLive(String),
     #[error("application `{0}` does not exist (use `live`)")]
     UnknownApp(String),
+    #[error("no streamid (set streamid=#!::r=live/NAME,m=publish,s=SECRET or live/NAME?key=SECRET)")]
+    NoStreamId,
+    #[error("mode `{0}` is not supported: SRT is for publishing (m=publish); watch over HLS")]
+    UnsupportedMode(String),
+    #[error("stream `{0}` requires SRT encryption: set its passphrase in the encoder")]
+    PassphraseRequired(String),
+    #[error("stream `{0}` has no SRT passphrase configured, but the caller encrypts")]
+    NotEncrypted(String),
 }
 
 /// A parsed stream key: `NAME?key=SECRET` (other query parameters ignored).
@@ -41,6 +49,112 @@ pub fn parse_stream_key(raw: &str) -> StreamKey<'_> {
     StreamKey {
         name: name.trim_matches('/'),
         key,
+    }
+}
+
+/// An SRT streamid in either accepted form, decoded. `user` is informational (logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtStreamId {
+    pub name: String,
+    pub key: Option<String>,
+    pub user: Option<String>,
+}
+
+/// The RTMP application, also the resource prefix of SRT streamids.
+pub const APP: &str = "live";
+
+/// Parses an SRT streamid: the SRT access-control form `#!::r=live/NAME,m=publish,s=SECRET`
+/// (keys in any order; `u=` names the stream when `r=` is absent; `r=NAME` without the app
+/// works) or `live/NAME?key=SECRET` / `NAME?key=SECRET`. Percent-encoding is decoded first,
+/// since some encoders escape the whole streamid.
+pub fn parse_srt_stream_id(raw: &str) -> Result<SrtStreamId, Refusal> {
+    let decoded = percent_decode(raw.trim());
+    let text = decoded.trim();
+    if text.is_empty() {
+        return Err(Refusal::NoStreamId);
+    }
+    if let Some(acl) = text.strip_prefix("#!::") {
+        let (mut resource, mut user, mut secret, mut mode) = (None, None, None, None);
+        for pair in acl.split(',') {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k.trim() {
+                "r" => resource = Some(v.trim()),
+                "u" => user = Some(v.trim()),
+                "s" => secret = Some(v.trim()),
+                "m" => mode = Some(v.trim()),
+                _ => {} // h=, t= and custom keys carry nothing we use
+            }
+        }
+        if let Some(m) = mode {
+            if !m.eq_ignore_ascii_case("publish") {
+                return Err(Refusal::UnsupportedMode(m.to_string()));
+            }
+        }
+        let name = match resource.or(user) {
+            Some(r) => strip_app(r)?,
+            None => return Err(Refusal::MissingName),
+        };
+        return Ok(SrtStreamId {
+            name: name.to_string(),
+            key: secret.map(str::to_string),
+            user: user.map(str::to_string),
+        });
+    }
+    let key = parse_stream_key(text);
+    Ok(SrtStreamId {
+        name: strip_app(key.name)?.to_string(),
+        key: key.key.map(str::to_string),
+        user: None,
+    })
+}
+
+/// `live/NAME` → `NAME`; `NAME` stays; another application is refused.
+fn strip_app(resource: &str) -> Result<&str, Refusal> {
+    let resource = resource.trim_matches('/');
+    match resource.split_once('/') {
+        Some((app, name)) if app == APP => Ok(name.trim_matches('/')),
+        Some((app, _)) => Err(Refusal::UnknownApp(app.to_string())),
+        None if resource.is_empty() => Err(Refusal::MissingName),
+        None => Ok(resource),
+    }
+}
+
+/// Decodes `%XX` escapes; malformed escapes stay literal, invalid UTF-8 is replaced.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The streamid with its secret masked, for logs.
+pub fn redact_stream_id(raw: &str) -> String {
+    let decoded = percent_decode(raw.trim());
+    if let Some(acl) = decoded.strip_prefix("#!::") {
+        let parts: Vec<String> = acl
+            .split(',')
+            .map(|p| match p.split_once('=') {
+                Some((k, _)) if k.trim() == "s" => format!("{k}=***"),
+                _ => p.to_string(),
+            })
+            .collect();
+        return format!("#!::{}", parts.join(","));
+    }
+    match decoded.split_once('?') {
+        Some((path, _)) => format!("{path}?***"),
+        None => decoded,
     }
 }
 

@@ -2,4 +2,6 @@
 
 pub mod auth;
 pub mod flv;
+pub mod mpegts;
 pub mod rtmp;
+pub mod srt;

@@ -21,7 +21,7 @@ use crate::media::{AudioConfig, Frame, Track, VideoConfig};
 use crate::origin::store::unix_ms;
 
 /// The RTMP application publishers use.
-pub const APP: &str = "live";
+pub use super::auth::APP;
 /// Time allowed for the handshake and the connect/publish exchange.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A publishing connection silent this long is dropped.

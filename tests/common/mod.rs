@@ -237,6 +237,10 @@ pub struct ServerOpts {
     pub grace: &'static str,
     /// (name, key) of every stream that may publish.
     pub streams: Vec<(&'static str, &'static str)>,
+    /// (name, SRT passphrase) for streams in `streams` that require SRT encryption.
+    pub passphrases: Vec<(&'static str, &'static str)>,
+    /// Extra TOML appended to the config (e.g. an `[srt]` table).
+    pub extra: &'static str,
 }
 
 impl Default for ServerOpts {
@@ -245,6 +249,8 @@ impl Default for ServerOpts {
             window: 6,
             grace: "3s",
             streams: vec![(STREAM, KEY)],
+            passphrases: Vec::new(),
+            extra: "",
         }
     }
 }
@@ -260,7 +266,11 @@ pub fn config_toml(opts: &ServerOpts, http: &str, rtmp: &str) -> String {
         s.push_str(&format!(
             "\n[[stream]]\nname = \"{name}\"\nkey = \"{key}\"\npipeline = \"passthrough\"\n"
         ));
+        if let Some((_, p)) = opts.passphrases.iter().find(|(n, _)| n == name) {
+            s.push_str(&format!("passphrase = \"{p}\"\n"));
+        }
     }
+    s.push_str(opts.extra);
     s
 }
 
@@ -269,6 +279,8 @@ pub struct TestServer {
     pub server: ferrocast::server::Server,
     pub http: SocketAddr,
     pub rtmp: SocketAddr,
+    /// UDP.
+    pub srt: SocketAddr,
     pub dir: TempDir,
     pub client: Http,
 }
@@ -284,13 +296,15 @@ impl TestServer {
         let server = ferrocast::server::Server::start(cfg)
             .await
             .expect("server starts");
-        let (http, rtmp) = (server.bound.http, server.bound.rtmp);
+        let (http, rtmp, srt) = (server.bound.http, server.bound.rtmp, server.bound.srt);
         assert_ne!(http.port(), 0);
         assert_ne!(rtmp.port(), 0);
+        assert_ne!(srt.port(), 0);
         TestServer {
             server,
             http,
             rtmp,
+            srt,
             dir,
             client: Http::new(),
         }
@@ -320,6 +334,19 @@ impl TestServer {
             Some(k) => format!("rtmp://{}/live/{name}?key={k}", self.rtmp),
             None => format!("rtmp://{}/live/{name}", self.rtmp),
         }
+    }
+
+    /// An `srt://` caller URL with `streamid` (ffmpeg 5.1 and srt-live-transmit send it
+    /// verbatim) and extra query parameters (e.g. `passphrase=...&pbkeylen=16`).
+    pub fn srt_url(&self, stream_id: Option<&str>, extra: &str) -> String {
+        let mut q = vec!["pkt_size=1316".to_string(), "latency=120000".to_string()];
+        if let Some(id) = stream_id {
+            q.push(format!("streamid={id}"));
+        }
+        if !extra.is_empty() {
+            q.push(extra.to_string());
+        }
+        format!("srt://{}?{}", self.srt, q.join("&"))
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -559,6 +586,28 @@ impl Publisher {
         )
     }
 
+    /// Publishes `secs` seconds of the clip as MPEG-TS to an `srt://` URL (ffmpeg's libsrt).
+    pub fn start_srt(url: &str, secs: f64, log_dir: &Path) -> Publisher {
+        let clip = clip();
+        Publisher::spawn(
+            &[
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+                clip.to_str().unwrap(),
+                "-t",
+                &format!("{secs}"),
+                "-c",
+                "copy",
+                "-f",
+                "mpegts",
+                url,
+            ],
+            log_dir,
+        )
+    }
+
     /// Runs ffmpeg with `args` after the common flags; stderr goes to a log file.
     pub fn spawn(args: &[&str], log_dir: &Path) -> Publisher {
         static N: AtomicU64 = AtomicU64::new(0);
@@ -774,6 +823,19 @@ impl Metrics {
 
 // ---------------------------------------------------------------------------------------------
 // Misc
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
 
 pub fn unix_now_secs() -> f64 {
     SystemTime::now()
