@@ -2,4 +2,5 @@
 
 pub mod auth;
 pub mod flv;
+pub mod mpegts;
 pub mod rtmp;
