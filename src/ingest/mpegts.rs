@@ -1573,6 +1573,61 @@ mod tests {
     }
 
     #[test]
+    fn joining_mid_gop_drops_undecodable_pictures() {
+        // Start 100 packets in: no SPS/PPS until the second keyframe (frame 30).
+        let (ev, r) = demux(&AV[188 * 100..], 1316);
+        r.unwrap();
+        let w = warnings(&ev);
+        assert!(
+            w.contains(&&TsWarning::FramesBeforeConfig {
+                track: Track::Video
+            }),
+            "{w:?}"
+        );
+        let video = frames(&ev, Track::Video);
+        assert_eq!(video.len(), 30);
+        assert!(video[0].keyframe);
+        assert_eq!(video[0].dts, 127_920 + 30 * 3000);
+        // Audio was held until video could start, then released in order.
+        assert!(matches!(
+            ev.iter().find(|e| !matches!(e, TsEvent::Warning(_))),
+            Some(TsEvent::Config { .. })
+        ));
+        assert!(!frames(&ev, Track::Audio).is_empty());
+    }
+
+    #[test]
+    fn parameter_set_change_emits_config_before_the_frame() {
+        // Two encodes back to back: the second has a different SPS (B-frames, refs).
+        let input = [AV, BFRAMES].concat();
+        let (ev, r) = demux(&input, 1316);
+        r.unwrap();
+        let cfgs = configs(&ev);
+        assert_eq!(cfgs.len(), 2);
+        assert_ne!(cfgs[0].0, cfgs[1].0);
+        assert_eq!(cfgs[0].1, cfgs[1].1);
+        // The second Config comes right before the first picture of the second encode.
+        let i = ev
+            .iter()
+            .rposition(|e| matches!(e, TsEvent::Config { .. }))
+            .unwrap();
+        let next_video = ev[i..]
+            .iter()
+            .find_map(|e| match e {
+                TsEvent::Frame(f) if f.track == Track::Video => Some(f),
+                _ => None,
+            })
+            .unwrap();
+        assert!(next_video.keyframe);
+        // The splice breaks continuity: the last picture of the first encode,
+        // still open (unbounded PES) when the gap shows, is dropped as unsafe.
+        assert_eq!(frames(&ev, Track::Video).len(), 119);
+        assert!(warnings(&ev)
+            .iter()
+            .all(|w| matches!(w, TsWarning::ContinuityGap { .. })));
+    }
+
+    #[test]
     fn duplicate_packets_are_ignored() {
         let dup = map_packets(AV, |i, p| (i == 40 || i == 41).then(|| [p, p].concat()));
         assert_eq!(demux(&dup, 1316).0, demux(AV, 1316).0);
