@@ -18,6 +18,13 @@
 //! [`MAX_HELD_BYTES`]: past any of them the session starts with what is known
 //! (with a [`TsWarning::StartedWithout`]) and a late codec arrives as a
 //! config change.
+//!
+//! Latency: libavformat's muxer (ffmpeg, and OBS's SRT output) writes video
+//! PES with PES_packet_length 0, so a picture is complete only when the next
+//! picture's first packet arrives (one frame interval late: 33 ms at 30 fps).
+//! Audio PES are bounded and emitted the moment they complete, but the muxer
+//! batches about 2.9 KB of ADTS frames per PES (≈16 frames ≈ 0.34 s at
+//! 64 kb/s), so audio reaches us in bursts up to that far behind the video.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -156,6 +163,7 @@ pub struct TsDemuxer {
     adts_leftover_dts: Option<i64>,
     audio_next_dts: Option<i64>,
     warned_before_config: [bool; 2],
+    warned_adts: Vec<&'static str>,
     started: bool,
     held: VecDeque<Frame>,
     held_bytes: usize,
@@ -336,6 +344,7 @@ impl TsDemuxer {
             adts_leftover_dts: None,
             audio_next_dts: None,
             warned_before_config: [false; 2],
+            warned_adts: Vec::new(),
             started: false,
             held: VecDeque::new(),
             held_bytes: 0,
@@ -856,7 +865,7 @@ impl TsDemuxer {
                     continue;
                 }
                 Err(AdtsProblem::Unsupported(why)) => {
-                    out.push(TsEvent::Warning(TsWarning::UnsupportedAdts(why)));
+                    self.warn_adts(why, out);
                     pos += 1;
                     continue;
                 }
@@ -871,9 +880,7 @@ impl TsDemuxer {
             let raw = rest.get(header.header_len..header.frame_length);
             pos += header.frame_length;
             if header.raw_blocks > 0 {
-                out.push(TsEvent::Warning(TsWarning::UnsupportedAdts(
-                    "several raw data blocks in one ADTS frame",
-                )));
+                self.warn_adts("several raw data blocks in one ADTS frame", out);
                 continue;
             }
             if !self.set_audio_config(&header, out) {
@@ -956,11 +963,17 @@ impl TsDemuxer {
                 true
             }
             Err(_) => {
-                out.push(TsEvent::Warning(TsWarning::UnsupportedAdts(
-                    "no AudioSpecificConfig for its header fields",
-                )));
+                self.warn_adts("no AudioSpecificConfig for its header fields", out);
                 false
             }
+        }
+    }
+
+    /// Unsupported ADTS frames repeat with every frame: one warning per reason.
+    fn warn_adts(&mut self, why: &'static str, out: &mut Vec<TsEvent>) {
+        if !self.warned_adts.contains(&why) {
+            self.warned_adts.push(why);
+            out.push(TsEvent::Warning(TsWarning::UnsupportedAdts(why)));
         }
     }
 
@@ -1924,6 +1937,22 @@ mod tests {
             assert_eq!(a.data, b.data);
             assert!((a.dts - b.dts).abs() <= 2, "{} vs {}", a.dts, b.dts);
         }
+    }
+
+    /// Throughput probe: `cargo test --release --lib mpegts_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn mpegts_throughput() {
+        let input = AV.repeat(200);
+        let t = std::time::Instant::now();
+        let (ev, _) = demux(&input, 1316);
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "{} MiB in {secs:.3} s = {:.0} MiB/s, {} events",
+            input.len() >> 20,
+            input.len() as f64 / secs / 1048576.0,
+            ev.len()
+        );
     }
 
     #[test]
