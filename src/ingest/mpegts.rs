@@ -1641,6 +1641,25 @@ mod tests {
     }
 
     #[test]
+    fn pmt_changes_mid_stream() {
+        // First second: the PMT lists video only (audio packets are then
+        // unknown PIDs); then a new PMT version adds the AAC stream.
+        let half = 188 * (AV.len() / 188 / 2);
+        let video_only = with_pmt(&AV[..half], &[(0x1b, 0x100)], true);
+        let input = [video_only, AV[half..].to_vec()].concat();
+        let (ev, r) = demux(&input, 1316);
+        r.unwrap();
+        let cfgs = configs(&ev);
+        assert_eq!(cfgs.len(), 2, "{cfgs:?}");
+        assert!(cfgs[0].0.is_some() && cfgs[0].1.is_none());
+        assert!(cfgs[1].0 == cfgs[0].0 && cfgs[1].1.is_some());
+        assert_eq!(frames(&ev, Track::Video).len(), 60);
+        let audio = frames(&ev, Track::Audio);
+        assert!(!audio.is_empty() && audio.len() < 95);
+        assert!(warnings(&ev).is_empty(), "{:?}", warnings(&ev));
+    }
+
+    #[test]
     fn duplicate_packets_are_ignored() {
         let dup = map_packets(AV, |i, p| (i == 40 || i == 41).then(|| [p, p].concat()));
         assert_eq!(demux(&dup, 1316).0, demux(AV, 1316).0);
