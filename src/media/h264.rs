@@ -130,6 +130,48 @@ pub fn parse_avc_decoder_config(record: &[u8]) -> Result<VideoConfig, H264Error>
     })
 }
 
+/// Builds an AVCDecoderConfigurationRecord (4-byte NAL lengths) from one SPS
+/// and one PPS NAL unit, each with its NAL header byte.
+///
+/// Used where parameter sets arrive in-band (MPEG-TS over SRT). The layout
+/// matches what ffmpeg writes into FLV/MP4, including the chroma/bit-depth
+/// extension for profiles other than Baseline/Main/Extended, so an SRT
+/// publish yields the same `avcC` bytes as an RTMP publish of the same encode.
+pub fn avc_decoder_config(sps: &[u8], pps: &[u8]) -> Result<Bytes, H264Error> {
+    let parsed = parse_sps(sps)?;
+    if nal_unit_type(pps) != Some(NAL_PPS) {
+        return Err(H264Error::NoPps);
+    }
+    let (Ok(sps_len), Ok(pps_len)) = (u16::try_from(sps.len()), u16::try_from(pps.len())) else {
+        return Err(H264Error::InvalidSps(
+            "parameter set longer than 65535 bytes",
+        ));
+    };
+    let mut rec = Vec::with_capacity(sps.len() + pps.len() + 15);
+    rec.extend_from_slice(&[
+        1,
+        parsed.profile_idc,
+        parsed.constraints,
+        parsed.level_idc,
+        0xfc | (NAL_LENGTH_SIZE - 1),
+        0xe1,
+    ]);
+    rec.extend_from_slice(&sps_len.to_be_bytes());
+    rec.extend_from_slice(sps);
+    rec.push(1);
+    rec.extend_from_slice(&pps_len.to_be_bytes());
+    rec.extend_from_slice(pps);
+    if !matches!(parsed.profile_idc, 66 | 77 | 88) {
+        rec.extend_from_slice(&[
+            0xfc | parsed.chroma_format_idc,
+            0xf8 | (parsed.bit_depth_luma - 8),
+            0xf8 | (parsed.bit_depth_chroma - 8),
+            0, // numOfSequenceParameterSetExt
+        ]);
+    }
+    Ok(Bytes::from(rec))
+}
+
 /// Splits an avcC record into its SPS and PPS lists, validating the framing.
 ///
 /// Trailing bytes after the PPS list (the optional high-profile extension,
@@ -1177,5 +1219,60 @@ mod tests {
         assert!(avcc_nal_units(&[0xff, 0xff, 0xff, 0xff, 0x65])
             .next()
             .is_none());
+    }
+
+    #[test]
+    fn avc_decoder_config_rebuilds_ffmpeg_records() {
+        // ffmpeg wrote these avcC records into the FLV fixtures; rebuilding
+        // them from their own SPS/PPS must give the same bytes.
+        let files: [&[u8]; 5] = [
+            include_bytes!("../../fixtures/h264_high_720p30.flv"),
+            include_bytes!("../../fixtures/h264_main_1080p25.flv"),
+            include_bytes!("../../fixtures/h264_baseline_360p.flv"),
+            include_bytes!("../../fixtures/h264_high444_cqm_642x362.flv"),
+            include_bytes!("../../fixtures/h264_high422_interlaced_320x240.flv"),
+        ];
+        for file in files {
+            let record = flv_avcc(file).expect("fixture has an AVC sequence header");
+            let sets = parse_avc_parameter_sets(record).unwrap();
+            let built = avc_decoder_config(sets.sps[0], sets.pps[0]).unwrap();
+            assert_eq!(&built[..], record);
+            assert_eq!(
+                parse_avc_decoder_config(&built).unwrap(),
+                parse_avc_decoder_config(record).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn avc_decoder_config_rejects_bad_input() {
+        let sps = hex(SPS_HIGH_720P);
+        assert_eq!(avc_decoder_config(&sps, &[]), Err(H264Error::NoPps));
+        assert_eq!(avc_decoder_config(&sps, &sps), Err(H264Error::NoPps));
+        assert_eq!(avc_decoder_config(PPS, PPS), Err(H264Error::NotSps(8)));
+        assert!(avc_decoder_config(&sps[..4], PPS).is_err());
+        let big_pps = [&[0x68u8][..], &[0xaa; 70_000]].concat();
+        assert!(avc_decoder_config(&sps, &big_pps).is_err());
+        let built = avc_decoder_config(&sps, PPS).unwrap();
+        let sets = parse_avc_parameter_sets(&built).unwrap();
+        assert_eq!(sets.sps, vec![&sps[..]]);
+        assert_eq!(sets.pps, vec![PPS]);
+        // High profile: the 4-byte chroma/bit-depth extension follows.
+        assert_eq!(&built[built.len() - 4..], &[0xfd, 0xf8, 0xf8, 0]);
+    }
+
+    /// The avcC of the first AVC sequence header tag in an FLV file.
+    fn flv_avcc(file: &[u8]) -> Option<&[u8]> {
+        let mut off = u32::from_be_bytes(file.get(5..9)?.try_into().ok()?) as usize + 4;
+        while off + 11 <= file.len() {
+            let size =
+                u32::from_be_bytes([0, file[off + 1], file[off + 2], file[off + 3]]) as usize;
+            let body = file.get(off + 11..off + 11 + size)?;
+            if file[off] & 0x1f == 9 && body.len() > 5 && body[0] & 0x0f == 7 && body[1] == 0 {
+                return Some(&body[5..]);
+            }
+            off += 11 + size + 4;
+        }
+        None
     }
 }
