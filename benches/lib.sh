@@ -10,7 +10,7 @@
 #   FC_HTTP / FC_RTMP / FC_SRT   listen addresses (default 127.0.0.1:28080 / 127.0.0.1:29350 /
 #                 UDP 127.0.0.1:29000; away from the peer's 18080/19350 and the tests' ports).
 #   FC_STREAMS    how many s1..sN streams the bench config allows (default 64) besides `lat`, `g2g`.
-#   FC_LOG        RUST_LOG for the server (default info).
+#   FC_LOG        RUST_LOG for the server (default: the server's own default filter).
 #   FC_VERSION    what to record as the binary's version (default: git describe --dirty of the repo;
 #                 set it when FC_BIN is a build of another tree).
 # Stream keys in the bench config: stream NAME has key `bench-NAME`.
@@ -64,7 +64,7 @@ fc_start() {
     cp "$FC_BIN" "$BENCH_OUT/bin/ferrocast.new" && mv -f "$BENCH_OUT/bin/ferrocast.new" "$BENCH_OUT/bin/ferrocast"
     echo "${FC_VERSION:-$(git -C "$FC_REPO" describe --always --dirty 2>/dev/null)}" > "$BENCH_OUT/bin/ferrocast.version"
   fi
-  ( cd "$FC_REPO" && RUST_LOG=${FC_LOG:-info} exec "$BENCH_OUT/bin/ferrocast" serve \
+  ( cd "$FC_REPO" && RUST_LOG=${FC_LOG:-info,srt_protocol=error,srt_tokio=error} exec "$BENCH_OUT/bin/ferrocast" serve \
       --config "$FC_DIR/bench.toml" --http "$FC_HTTP" --rtmp "$FC_RTMP" --srt "$FC_SRT" ) > "$log" 2>&1 &
   FC_PID=$!
   echo $FC_PID > "$FC_DIR/ferrocast.pid"

@@ -20,7 +20,7 @@ trap 'exit 130' INT TERM
 
 # --- 1. part lag, SRT and RTMP side by side
 if [ "$LAG" -gt 0 ]; then
-  FC_LOG=info,ferrocast::lag=debug fc_start "$RUN/lag.log" || exit 1
+  FC_LOG=info,ferrocast::lag=debug,srt_protocol=error,srt_tokio=error fc_start "$RUN/lag.log" || exit 1
   LOG_DIR=$RUN/pub_srt "$B/publish.sh" "$(fc_srt_url lat)" "$LAG" & PIDS+=($!)
   LOG_DIR=$RUN/pub_rtmp "$B/publish.sh" "$(fc_pub_url g2g)" "$LAG" & PIDS+=($!)
   for p in "${PIDS[@]}"; do wait "$p"; done

@@ -776,13 +776,7 @@ fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
     let mut srt = SrtConfig::default();
     let mut default_span = None;
     if let Some(t) = section(src, root, "srt") {
-        check_keys(
-            src,
-            t,
-            "in [srt]",
-            &["latency", "default_stream"],
-            no_hint,
-        );
+        check_keys(src, t, "in [srt]", &["latency", "default_stream"], no_hint);
         if let Some((d, _)) = get_duration(
             src,
             t,
@@ -1433,7 +1427,10 @@ mod tests {
             ["config/ferrocast.toml:2:18: `default_stream` in [srt]: stream `demo` has no `passphrase`; callers without a streamid carry no key, so the passphrase must be their credential"]
         );
         assert_eq!(
-            errors("[srt]\ndefault_stream = \"nope\"\n\n[[stream]]\nname = \"demo\"\nkey = \"k\"\n", &files),
+            errors(
+                "[srt]\ndefault_stream = \"nope\"\n\n[[stream]]\nname = \"demo\"\nkey = \"k\"\n",
+                &files
+            ),
             ["config/ferrocast.toml:2:18: `default_stream` in [srt]: no [[stream]] named `nope`"]
         );
     }

@@ -183,7 +183,10 @@ impl Hub {
         let healthy = lives.get(name).is_some_and(|l| {
             l.publisher
                 .lock()
-                .map(|p| p.as_ref().is_some_and(|p| p.last_data.elapsed() < STALE_PUBLISHER))
+                .map(|p| {
+                    p.as_ref()
+                        .is_some_and(|p| p.last_data.elapsed() < STALE_PUBLISHER)
+                })
                 .unwrap_or(false)
         });
         if healthy {

@@ -13,6 +13,10 @@ use crate::metrics::Metrics;
 use crate::origin::http::{self, App};
 use crate::origin::store::Store;
 
+/// Log filter when `RUST_LOG` is unset. srt-protocol logs a warning per malformed datagram,
+/// which lets anyone flood the log with junk UDP; our own SRT session logs say what matters.
+pub const DEFAULT_LOG_FILTER: &str = "info,srt_protocol=error,srt_tokio=error";
+
 /// Where the player pages live (relative to the working directory, like all paths).
 pub const WEB_DIR: &str = "web";
 

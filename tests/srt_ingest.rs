@@ -49,41 +49,74 @@ fn clip_ts() -> PathBuf {
             .arg(&tmp)
             .output()
             .expect("run ffmpeg");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::rename(&tmp, &path).unwrap();
     }
     path
 }
 
-/// srt-live-transmit sending `input` (a file, read as fast as SRT takes it, or `-` for an
-/// ffmpeg `-re` pipe of the looped clip) to `url`.
-fn srt_live_transmit(url: &str, input: Option<&Path>, secs: f64, log_dir: &Path) -> KillOnDrop {
+/// A caller URL for srt-live-transmit: its `latency` is in milliseconds (ffmpeg's in
+/// microseconds) and it has no `pkt_size`.
+fn slt_url(srv: &TestServer, stream_id: &str, extra: &str) -> String {
+    let mut url = format!("srt://{}?streamid={stream_id}&latency=120", srv.srt);
+    if !extra.is_empty() {
+        url.push('&');
+        url.push_str(extra);
+    }
+    url
+}
+
+/// srt-live-transmit and the process feeding its stdin; both killed on drop.
+struct Relay {
+    slt: KillOnDrop,
+    _feeder: KillOnDrop,
+}
+
+impl Relay {
+    fn kill(&mut self) {
+        let _ = self.slt.0.kill();
+    }
+}
+
+/// srt-live-transmit sending `input` (a file, as fast as SRT takes it) or, with `None`, an
+/// ffmpeg `-re` pipe of the looped clip for `secs`, to `url`. No auto-reconnect: a session
+/// the server ends stays ended.
+fn srt_live_transmit(url: &str, input: Option<&Path>, secs: f64, log_dir: &Path) -> Relay {
     let slt = require_tool("srt-live-transmit");
     let log = std::fs::File::create(log_dir.join("slt.log")).unwrap();
-    let stdin = match input {
-        Some(file) => Stdio::from(std::fs::File::open(file).unwrap()),
-        None => {
-            let ff = Command::new(require_tool("ffmpeg"))
-                .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
-                .args(["-stream_loop", "-1", "-i"])
-                .arg(clip_ts())
-                .args(["-t", &format!("{secs}"), "-c", "copy", "-f", "mpegts", "-"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn ffmpeg");
-            let out = ff.stdout.unwrap();
-            Stdio::from(out)
-        }
+    // srt-live-transmit polls its input: it needs a pipe, not a regular file.
+    let mut feeder = match input {
+        Some(file) => Command::new("cat")
+            .arg(file)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn cat"),
+        None => Command::new(require_tool("ffmpeg"))
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+            .args(["-stream_loop", "-1", "-i"])
+            .arg(clip_ts())
+            .args(["-t", &format!("{secs}"), "-c", "copy", "-f", "mpegts", "-"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ffmpeg"),
     };
+    let stdin = Stdio::from(feeder.stdout.take().expect("feeder stdout"));
     let child = Command::new(slt)
-        .args(["-q", "file://con", url])
+        .args(["-q", "-a:no", "file://con", url])
         .stdin(stdin)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .expect("spawn srt-live-transmit");
-    KillOnDrop(child)
+    Relay {
+        slt: KillOnDrop(child),
+        _feeder: KillOnDrop(feeder),
+    }
 }
 
 /// Waits for `n` complete segments of `name`, then checks the LL-HLS rules and decodes the
@@ -120,13 +153,20 @@ async fn check_stream(srv: &TestServer, name: &str, n: usize) -> MediaPlaylist {
         let body = srv.client.get(&srv.media_url(name, &s.uri)).await.body;
         let path = write_file(dir.path(), "seg.mp4", &[&all[0], &body]);
         let (key, pict) = first_video_frame(&path);
-        assert!(key, "{name} {}: first frame is {pict}, not a keyframe", s.uri);
+        assert!(
+            key,
+            "{name} {}: first frame is {pict}, not a keyframe",
+            s.uri
+        );
         all.push(body.to_vec());
     }
     let refs: Vec<&[u8]> = all.iter().map(|v| v.as_slice()).collect();
     let whole = write_file(dir.path(), "window.mp4", &refs);
     let pr = probe(&whole);
-    assert_eq!((pr.video_codec.as_str(), pr.audio_codec.as_str()), ("h264", "aac"));
+    assert_eq!(
+        (pr.video_codec.as_str(), pr.audio_codec.as_str()),
+        ("h264", "aac")
+    );
     assert_eq!((pr.width, pr.height), (WIDTH, HEIGHT));
     assert_eq!((pr.sample_rate, pr.channels), (48_000, 2));
     let total: f64 = complete.iter().map(|s| s.duration).sum();
@@ -157,11 +197,12 @@ async fn srt_callers_publish_ll_hls_with_either_streamid_form() {
     let mut a = Publisher::start_srt(&srv.srt_url(Some(&acl(OPEN.0, OPEN.1)), ""), 40.0, dir);
     let encoded = percent_encode(&format!("live/{}?key={}", CAM.0, CAM.1));
     let mut b = Publisher::start_srt(&srv.srt_url(Some(&encoded), ""), 40.0, dir);
-    let slt_url = srv.srt_url(
-        Some(&acl(LOCKED.0, LOCKED.1)),
+    let url = slt_url(
+        &srv,
+        &acl(LOCKED.0, LOCKED.1),
         &format!("passphrase={PASSPHRASE}&pbkeylen=16"),
     );
-    let _c = srt_live_transmit(&slt_url, None, 40.0, dir);
+    let _c = srt_live_transmit(&url, None, 40.0, dir);
 
     srv.wait_live(OPEN.0, &mut a, Duration::from_secs(30)).await;
     srv.wait_live(CAM.0, &mut b, Duration::from_secs(30)).await;
@@ -187,7 +228,10 @@ async fn srt_callers_publish_ll_hls_with_either_streamid_form() {
     assert!(!status.success(), "second SRT publisher: {status}");
     let mut dup_rtmp = Publisher::start(&srv.rtmp_url(OPEN.0, Some(OPEN.1)), 20.0, dir);
     let status = dup_rtmp.wait_exit(REFUSAL_EXIT).await;
-    assert!(!status.success(), "RTMP publisher of an SRT-live name: {status}");
+    assert!(
+        !status.success(),
+        "RTMP publisher of an SRT-live name: {status}"
+    );
     assert!(server_logs().contains("stream `demo` is already being published"));
 
     // The first caller carried on, in the same playlist.
@@ -198,7 +242,11 @@ async fn srt_callers_publish_ll_hls_with_either_streamid_form() {
         .await;
     assert_eq!(later.segments[0].uri, p.segments[0].uri);
     assert!(!later.segments.iter().any(|s| s.discontinuity));
-    assert!(a.try_wait().is_none(), "first caller was cut off:\n{}", a.stderr());
+    assert!(
+        a.try_wait().is_none(),
+        "first caller was cut off:\n{}",
+        a.stderr()
+    );
 
     let m = srv.metrics().await;
     assert!(m.get("ferrocast_srt_connections_total") >= 3.0);
@@ -227,11 +275,7 @@ async fn refused_srt_callers_are_logged_and_create_nothing() {
             srv.srt_url(Some("live/ghost?key=x"), ""),
             "stream `ghost` is not configured",
         ),
-        (
-            "no streamid",
-            srv.srt_url(None, ""),
-            "no streamid",
-        ),
+        ("no streamid", srv.srt_url(None, ""), "no streamid"),
         (
             "playback mode",
             srv.srt_url(Some("#!::r=live/cam2,m=request,s=cam2-key"), ""),
@@ -270,7 +314,10 @@ async fn refused_srt_callers_are_logged_and_create_nothing() {
     }
     let logs = server_logs();
     for (what, _, line) in &pubs {
-        assert!(logs.contains(line), "the {what} refusal is not logged (`{line}`):\n{logs}");
+        assert!(
+            logs.contains(line),
+            "the {what} refusal is not logged (`{line}`):\n{logs}"
+        );
     }
     for secret in ["not-the-key", "not-the-passphrase", PASSPHRASE] {
         assert!(!logs.contains(secret), "a secret reached the log: {secret}");
@@ -322,9 +369,9 @@ fn broken_pmt_ts(dir: &Path) -> PathBuf {
 async fn bad_srt_input_ends_only_its_own_session() {
     let srv = server("3s").await;
     let dir = srv.dir.path();
-    let mut healthy =
-        Publisher::start_srt(&srv.srt_url(Some(&acl(OPEN.0, OPEN.1)), ""), 60.0, dir);
-    srv.wait_live(OPEN.0, &mut healthy, Duration::from_secs(30)).await;
+    let mut healthy = Publisher::start_srt(&srv.srt_url(Some(&acl(OPEN.0, OPEN.1)), ""), 60.0, dir);
+    srv.wait_live(OPEN.0, &mut healthy, Duration::from_secs(30))
+        .await;
     let before = srv.playlist(OPEN.0, "").await;
 
     // 1. Garbage datagrams on the SRT port: random bytes, and packets with the control bit
@@ -354,29 +401,37 @@ async fn bad_srt_input_ends_only_its_own_session() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(&noise, bytes).unwrap();
-    let url = srv.srt_url(Some(&acl(VICTIM.0, VICTIM.1)), "");
+    let url = slt_url(&srv, &acl(VICTIM.0, VICTIM.1), "");
     let mut garbage = srt_live_transmit(&url, Some(&noise), 0.0, dir);
-    poll(Duration::from_secs(20), "the non-TS session to end", || async {
-        server_logs()
-            .lines()
-            .any(|l| l.contains("stream=victim") && l.contains("srt session ended"))
-            .then_some(())
-    })
+    poll(
+        Duration::from_secs(20),
+        "the non-TS session to end",
+        || async {
+            server_logs()
+                .lines()
+                .any(|l| l.contains("stream=victim") && l.contains("srt session ended"))
+                .then_some(())
+        },
+    )
     .await;
-    let _ = garbage.0.kill();
+    garbage.kill();
 
     // 3. TS whose PMT is broken.
     let broken = broken_pmt_ts(dir);
     let mut bad_pmt = srt_live_transmit(&url, Some(&broken), 0.0, dir);
-    poll(Duration::from_secs(20), "the broken-PMT session to end", || async {
-        let ended = server_logs()
-            .lines()
-            .filter(|l| l.contains("stream=victim") && l.contains("srt session ended"))
-            .count();
-        (ended >= 2).then_some(())
-    })
+    poll(
+        Duration::from_secs(20),
+        "the broken-PMT session to end",
+        || async {
+            let ended = server_logs()
+                .lines()
+                .filter(|l| l.contains("stream=victim") && l.contains("srt session ended"))
+                .count();
+            (ended >= 2).then_some(())
+        },
+    )
     .await;
-    let _ = bad_pmt.0.kill();
+    bad_pmt.kill();
     let logs = server_logs();
     assert!(
         logs.to_ascii_lowercase().contains("pmt"),
@@ -385,18 +440,27 @@ async fn bad_srt_input_ends_only_its_own_session() {
 
     // The healthy stream kept advancing through all of it, in one playlist.
     let after = srv
-        .wait_playlist(OPEN.0, Duration::from_secs(20), "three more segments", |p| {
-            p.last_segment_msn() >= Some(before.edge_msn() + 3)
-        })
+        .wait_playlist(
+            OPEN.0,
+            Duration::from_secs(20),
+            "three more segments",
+            |p| p.last_segment_msn() >= Some(before.edge_msn() + 3),
+        )
         .await;
-    assert!(healthy.try_wait().is_none(), "healthy caller died:\n{}", healthy.stderr());
+    assert!(
+        healthy.try_wait().is_none(),
+        "healthy caller died:\n{}",
+        healthy.stderr()
+    );
     assert!(!after.segments.iter().any(|s| s.discontinuity));
     hls::check_rules(&after);
     assert_eq!(srv.get("/healthz").await.status, 200);
     let m = srv.metrics().await;
     assert!(m.get("ferrocast_srt_errors_total") >= 2.0);
     // The victim never produced a playable stream.
-    let victim = srv.get(&format!("/live/{}/{RENDITION}/index.m3u8", VICTIM.0)).await;
+    let victim = srv
+        .get(&format!("/live/{}/{RENDITION}/index.m3u8", VICTIM.0))
+        .await;
     assert!(
         victim.status == 404 || !victim.text().contains("#EXTINF"),
         "garbage became media:\n{}",
@@ -410,17 +474,27 @@ async fn srt_publisher_back_within_grace_continues_the_playlist() {
     let dir = srv.dir.path();
     let url = srv.srt_url(Some(&format!("live/{}?key={}", OPEN.0, OPEN.1)), "");
     let mut first = Publisher::start_srt(&url, 7.0, dir);
-    srv.wait_live(OPEN.0, &mut first, Duration::from_secs(30)).await;
+    srv.wait_live(OPEN.0, &mut first, Duration::from_secs(30))
+        .await;
     let status = first.wait_exit(Duration::from_secs(30)).await;
-    assert!(status.success(), "first publish: {status}\n{}", first.stderr());
+    assert!(
+        status.success(),
+        "first publish: {status}\n{}",
+        first.stderr()
+    );
     let p1 = srv.playlist(OPEN.0, "").await;
 
     let mut second = Publisher::start_srt(&url, 30.0, dir);
     let p2 = srv
-        .wait_playlist(OPEN.0, Duration::from_secs(30), "a discontinuity and 2 more segments", |p| {
-            p.segments.iter().any(|s| s.discontinuity)
-                && p.last_segment_msn() >= Some(p1.edge_msn() + 2)
-        })
+        .wait_playlist(
+            OPEN.0,
+            Duration::from_secs(30),
+            "a discontinuity and 2 more segments",
+            |p| {
+                p.segments.iter().any(|s| s.discontinuity)
+                    && p.last_segment_msn() >= Some(p1.edge_msn() + 2)
+            },
+        )
         .await;
     assert!(second.try_wait().is_none(), "{}", second.stderr());
     assert_eq!(p2.segments[0].uri, p1.segments[0].uri, "same playlist");

@@ -17,7 +17,9 @@ pub enum Refusal {
     AlreadyLive(String),
     #[error("application `{0}` does not exist (use `live`)")]
     UnknownApp(String),
-    #[error("no streamid (set streamid=#!::r=live/NAME,m=publish,s=SECRET or live/NAME?key=SECRET)")]
+    #[error(
+        "no streamid (set streamid=#!::r=live/NAME,m=publish,s=SECRET or live/NAME?key=SECRET)"
+    )]
     NoStreamId,
     #[error("mode `{0}` is not supported: SRT is for publishing (m=publish); watch over HLS")]
     UnsupportedMode(String),

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod flv;
+pub mod interleave;
 pub mod mpegts;
 pub mod rtmp;
 pub mod srt;

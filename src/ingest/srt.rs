@@ -18,6 +18,7 @@ use srt_tokio::access::RejectReason;
 use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
 
 use super::auth::{self, Refusal, StreamKey};
+use super::interleave::Interleaver;
 use super::mpegts::{TsDemuxer, TsEvent};
 use crate::config::Config;
 use crate::hub::{Hub, HubMsg, PublishHandle};
@@ -174,7 +175,9 @@ async fn session(request: ConnectionRequest, hub: Arc<Hub>) {
                 // The config checks the length; this only guards srt-protocol's own rules.
                 tracing::error!(stream = %name, "srt passphrase unusable: {e}");
                 let _ = request
-                    .reject(RejectReason::Server(ServerRejectReason::InternalServerError))
+                    .reject(RejectReason::Server(
+                        ServerRejectReason::InternalServerError,
+                    ))
                     .await;
                 return;
             }
@@ -225,6 +228,9 @@ async fn session(request: ConnectionRequest, hub: Arc<Hub>) {
 struct Ingest {
     publish: PublishHandle,
     demux: TsDemuxer,
+    interleave: Interleaver,
+    /// Frames the interleaver released, reused between calls.
+    due: Vec<Frame>,
     video: Option<VideoConfig>,
     audio: Option<AudioConfig>,
     started: bool,
@@ -237,6 +243,8 @@ impl Ingest {
         Ingest {
             publish,
             demux: TsDemuxer::new(),
+            interleave: Interleaver::new(false),
+            due: Vec::new(),
             video: None,
             audio: None,
             started: false,
@@ -262,6 +270,7 @@ impl Ingest {
             let Some(item) = next else {
                 self.demux.finish(now_ms(), &mut events);
                 self.dispatch(&mut events, hub);
+                self.release_held(hub);
                 return Ok(());
             };
             let (_, payload) = item?;
@@ -279,6 +288,9 @@ impl Ingest {
         for ev in events.drain(..) {
             match ev {
                 TsEvent::Config { video, audio } => {
+                    // Held frames belong to the previous configuration.
+                    self.release_held(hub);
+                    self.interleave.set_audio(audio.is_some());
                     if let Some(v) = &video {
                         tracing::info!(stream = self.publish.name(), codec = %v.codec_string(), width = v.width, height = v.height, "video config");
                     }
@@ -294,10 +306,26 @@ impl Ingest {
                         });
                     }
                 }
-                TsEvent::Frame(frame) => self.emit(frame, hub),
+                TsEvent::Frame(frame) => {
+                    let mut due = std::mem::take(&mut self.due);
+                    self.interleave.push(frame, &mut due);
+                    for f in due.drain(..) {
+                        self.emit(f, hub);
+                    }
+                    self.due = due;
+                }
                 TsEvent::Warning(w) => self.warn(&w.to_string()),
             }
         }
+    }
+
+    fn release_held(&mut self, hub: &Hub) {
+        let mut due = std::mem::take(&mut self.due);
+        self.interleave.flush(&mut due);
+        for f in due.drain(..) {
+            self.emit(f, hub);
+        }
+        self.due = due;
     }
 
     /// Sends a frame; the first one starts the session with the codecs known so far.
@@ -494,6 +522,9 @@ mod tests {
             "SRT_REJX_UNAUTHORIZED"
         );
         assert_eq!(reject_code(&Refusal::AlreadyLive("a".into())) as i32, 2409);
-        assert_eq!(reject_code(&Refusal::UnknownStream("a".into())) as i32, 2404);
+        assert_eq!(
+            reject_code(&Refusal::UnknownStream("a".into())) as i32,
+            2404
+        );
     }
 }

@@ -120,7 +120,12 @@ pub struct Segmenter {
     next_part_number: u64,
     fragment_seq: u32,
     last_video_dts: Option<u64>,
+    /// Predicted duration of the newest frame: the shortest of the last few intervals.
+    /// Millisecond timestamps (RTMP, and TS remuxed from FLV) jitter by a tick of 90, and
+    /// a part published with a too-long last frame would overlap the next part; a short
+    /// prediction only leaves a sub-millisecond gap.
     video_interval: u64,
+    recent_intervals: [u64; RECENT_INTERVALS],
     /// Next expected audio decode time in the audio timescale.
     audio_next: Option<u64>,
 }
@@ -128,6 +133,10 @@ pub struct Segmenter {
 /// Largest PDT correction per segment: 1 % of a 2 s segment, far inside what any
 /// player notices, and PDT stays within 20 ms of EXTINF from one segment to the next.
 pub const PDT_SLEW_MS: i64 = 20;
+
+/// How many frame intervals the duration prediction looks back over (covers the 16/17 ms
+/// pattern of 60 fps in millisecond timestamps).
+const RECENT_INTERVALS: usize = 4;
 
 /// Frame interval assumed until two frames have been seen (30 fps).
 const DEFAULT_VIDEO_INTERVAL: u64 = (TIMESCALE / 30) as u64;
@@ -151,6 +160,7 @@ impl Segmenter {
             fragment_seq: 1,
             last_video_dts: None,
             video_interval: DEFAULT_VIDEO_INTERVAL,
+            recent_intervals: [0; RECENT_INTERVALS],
             audio_next: None,
         }
     }
@@ -246,7 +256,15 @@ impl Segmenter {
         let dts = self.out_dts(frame);
         if let Some(prev) = self.last_video_dts {
             if dts > prev && dts - prev < TIMESCALE as u64 {
-                self.video_interval = dts - prev;
+                self.recent_intervals.rotate_right(1);
+                self.recent_intervals[0] = dts - prev;
+                self.video_interval = self
+                    .recent_intervals
+                    .iter()
+                    .copied()
+                    .filter(|&i| i > 0)
+                    .min()
+                    .unwrap_or(DEFAULT_VIDEO_INTERVAL);
             }
         }
         self.last_video_dts = Some(dts);
@@ -561,6 +579,52 @@ mod tests {
         );
         for d in &durations {
             assert!((d - 2.0).abs() < 0.002, "segment duration {d}");
+        }
+    }
+
+    /// Parts of each segment, in order, must tile it: their durations add up to at most the
+    /// segment's (a mispredicted last frame may leave a gap, never an overlap).
+    fn assert_parts_tile_segments(out: &[Output]) {
+        let mut sum = 0.0;
+        let mut checked = 0;
+        for o in out {
+            match o {
+                Output::Part(p) => sum += p.duration,
+                Output::SegmentEnd { msn, duration } => {
+                    assert!(
+                        sum <= duration + 1e-9 && sum >= duration - 0.02,
+                        "msn {msn}: parts add up to {sum}, segment lasts {duration}"
+                    );
+                    sum = 0.0;
+                    checked += 1;
+                }
+                _ => {}
+            }
+        }
+        assert!(checked > 3);
+    }
+
+    #[test]
+    fn millisecond_jitter_in_any_phase_never_overlaps_parts() {
+        // 30 and 60 fps in whole milliseconds (33/34 and 16/17 ms intervals), keyframes at every
+        // phase of the rounding pattern (MPEG-TS remuxed from FLV hit the unlucky one).
+        for fps in [30u64, 60] {
+            for phase in 0..6u64 {
+                let mut seg = Segmenter::new(cut());
+                seg.begin_session(Some(video_cfg()), None);
+                let frames: Vec<Frame> = (0..fps * 12)
+                    .map(|i| Frame {
+                        track: Track::Video,
+                        dts: (1400 + ((i + phase) * 1000 / fps) as i64) * 90,
+                        cts: 0,
+                        keyframe: i % (2 * fps) == 0,
+                        data: Bytes::from(vec![0u8; 10]),
+                        arrival_ms: 0,
+                    })
+                    .collect();
+                let out = run(&mut seg, &frames);
+                assert_parts_tile_segments(&out);
+            }
         }
     }
 

@@ -39,18 +39,20 @@ pub const HEIGHT: u32 = 720;
 pub fn require_tool(name: &str) -> &'static str {
     static CHECKED: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
     let checked = CHECKED.get_or_init(Default::default);
-    let mut map = checked.lock().unwrap();
+    let mut map = checked.lock().unwrap_or_else(|e| e.into_inner());
     let ok = *map
         .entry(name.to_string())
         .or_insert_with(|| runs(name, "-version"));
     assert!(
         ok,
         "required tool `{name}` is missing or broken (not on PATH?). These end-to-end tests \
-         need ffmpeg and ffprobe: install them (e.g. `apt-get install ffmpeg`)."
+         need ffmpeg, ffprobe and srt-live-transmit: `make test` installs them (Debian packages \
+         ffmpeg, srt-tools)."
     );
     match name {
         "ffmpeg" => "ffmpeg",
         "ffprobe" => "ffprobe",
+        "srt-live-transmit" => "srt-live-transmit",
         other => panic!("unknown tool {other}"),
     }
 }
@@ -216,7 +218,9 @@ fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
     LOGS.get_or_init(|| {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                ferrocast::server::DEFAULT_LOG_FILTER,
+            ))
             .with_ansi(false)
             .with_writer(LogSink(buf.clone()))
             .try_init();
