@@ -482,7 +482,19 @@ async fn srt_publisher_back_within_grace_continues_the_playlist() {
         "first publish: {status}\n{}",
         first.stderr()
     );
+    // SRT delivers what it buffered (its latency) before the session sees the caller's close.
+    poll(
+        Duration::from_secs(10),
+        "the first session to end",
+        || async {
+            let api: serde_json::Value =
+                serde_json::from_slice(&srv.get("/api/v1/streams").await.body).ok()?;
+            (api[0]["publishing"] == false).then_some(())
+        },
+    )
+    .await;
     let p1 = srv.playlist(OPEN.0, "").await;
+    assert!(!p1.endlist, "ended before the grace period");
 
     let mut second = Publisher::start_srt(&url, 30.0, dir);
     let p2 = srv
