@@ -9,7 +9,7 @@ RTMP_PORT ?= 1935
 HTTP_PORT ?= 8080
 CARGO  ?= cargo
 
-.PHONY: run test demo check build release setup setup-test lint fmt bench clean
+.PHONY: run test demo check build release setup setup-test lint fmt bench clean edge
 
 run: setup release
 	@echo ""
@@ -34,6 +34,15 @@ demo:
 	  -g 60 -keyint_min 60 -sc_threshold 0 -b:v 3000k -maxrate 3000k -bufsize 3000k \
 	  -c:a aac -b:a 128k -ar 48000 -ac 2 \
 	  -f flv "rtmp://$(HOST):$(RTMP_PORT)/live/demo?key=demo-key"
+
+# Caching edge in front of an origin: renders config/nginx-edge.conf into EDGE_DIR and runs
+# nginx in the foreground (docs/cdn.md). Viewers use http://HOST:EDGE_PORT/live/NAME/index.m3u8.
+ORIGIN    ?= 127.0.0.1:$(HTTP_PORT)
+EDGE_PORT ?= 8081
+EDGE_DIR  ?= /tmp/ferrocast-edge
+edge:
+	@command -v nginx >/dev/null || scripts/setup.sh test
+	scripts/edge.sh $(ORIGIN) $(EDGE_PORT) $(EDGE_DIR)
 
 check: release
 	./target/release/ferrocast check --config $(CONFIG)

@@ -10,7 +10,8 @@
 #           ratio, delivery latency, edge and origin CPU.
 #   wrk     segment throughput: wrk on one complete 2 s segment of a 3 Mb/s stream (the toolkit's
 #           MODE=copy clip) from ferrocast's memory, and the same bytes from disk by nginx;
-#           conns WRK_CONNS (default "10 100 400"), WRK_SECS each (default 8).
+#           conns WRK_CONNS (default "10 100 400"), WRK_SECS each (default 8). The peer runs
+#           NG_WORKERS nginx workers (default 1, like the toolkit's peer; ferrocast has 2 threads).
 # Viewers: ceil(N / PER_PROC) processes (PER_PROC default 5000; one process holds <= ~19,995
 # sockets), each over source addresses 127.0.0.2-127.0.0.9 (~28k ports per address).
 # Ports (away from the toolkit's fixed ones, which other benches may hold): ferrocast
@@ -44,7 +45,7 @@ say() { echo "$*" | tee -a "$RUN/summary.txt"; }
 fc_start "$RUN/ferrocast.log" || exit 1
 # nginx-rtmp peer
 rm -rf "$NG_DIR"; mkdir -p "$NG_DIR"/{hls,static,tmp}
-conf=$(<"$HERE/nginx_peer.conf"); conf=${conf//@OUT@/$NG_DIR}; conf=${conf//@HTTP@/$NG_HTTP}; conf=${conf//@RTMP@/$NG_RTMP_ADDR}
+conf=$(<"$HERE/nginx_peer.conf"); conf=${conf//@WORKERS@/${NG_WORKERS:-1}}; conf=${conf//@OUT@/$NG_DIR}; conf=${conf//@HTTP@/$NG_HTTP}; conf=${conf//@RTMP@/$NG_RTMP_ADDR}
 printf '%s\n' "$conf" > "$NG_DIR/nginx.conf"
 G='daemon off;'; [ "$(id -u)" -eq 0 ] && G="$G user root;"
 nginx -p "$NG_DIR/" -c "$NG_DIR/nginx.conf" -g "$G" 2>>"$NG_DIR/stderr.log" & NG_PID=$!
@@ -125,18 +126,17 @@ wrk)
   # a 3 Mb/s stream for a realistic segment size (the toolkit's MODE=copy clip)
   [ -f "$BENCH_OUT/media/clip.flv" ] || "$B/make_clip.sh" >/dev/null
   MODE=copy LOG_DIR=$RUN/pub_wrk "$B/publish.sh" "$(fc_pub_url s2)" > /dev/null 2>&1 & PIDS+=($!)
-  seg=
-  for _ in $(seq 100); do
-    seg=$(curl -sf "$FC_URL/live/s2/source/index.m3u8" | grep '^seg-' | tail -1); [ -n "$seg" ] && break; sleep 0.2
-  done
-  [ -n "$seg" ] || { echo "no segment on s2" >&2; exit 1; }
-  curl -sf -o "$NG_DIR/static/seg.m4s" "$FC_URL/live/s2/source/$seg" || exit 1
-  say "wrk.segment=$seg bytes=$(stat -c %s "$NG_DIR/static/seg.m4s") same_bytes=$(curl -sf "$FC_URL/live/s2/source/$seg" | cmp -s - "$NG_DIR/static/seg.m4s" && echo yes || echo no)"
+  # the newest complete segment before each pair of runs: it stays in ferrocast's window
+  # (6 segments, 12 s) through the 8 s ferrocast run; nginx serves the same bytes from disk
+  newest_seg() { curl -sf "$FC_URL/live/s2/source/index.m3u8" | grep '^seg-' | tail -1; }
+  for _ in $(seq 100); do [ -n "$(newest_seg)" ] && break; sleep 0.2; done
   for c in $WRK_CONNS; do
+    seg=$(newest_seg); [ -n "$seg" ] || { echo "no segment on s2" >&2; exit 1; }
+    curl -sf -o "$NG_DIR/static/seg.m4s" "$FC_URL/live/s2/source/$seg" || exit 1
     f=$("$B/wrk_bench.sh" "$FC_URL/live/s2/source/$seg" "$WRK_SECS" "$c")
     g=$("$B/wrk_bench.sh" "http://$NG_HTTP/static/seg.m4s" "$WRK_SECS" "$c")
     fr=$(sed -n 's/.*requests_per_s=\([0-9.]*\).*/\1/p' <<<"$f"); gr=$(sed -n 's/.*requests_per_s=\([0-9.]*\).*/\1/p' <<<"$g")
-    say "wrk.conns=$c ferrocast: $f | nginx: $g | ratio=$(awk -v a="$fr" -v b="$gr" 'BEGIN{printf "%.2f", b ? a/b : 0}') load1=$(cut -d' ' -f1 /proc/loadavg)"
+    say "wrk.conns=$c segment=$seg bytes=$(stat -c %s "$NG_DIR/static/seg.m4s") ferrocast: $f | nginx: $g | ratio=$(awk -v a="$fr" -v b="$gr" 'BEGIN{printf "%.2f", b ? a/b : 0}') load1=$(cut -d' ' -f1 /proc/loadavg)"
   done;;
 *) echo "unknown phase $phase" >&2; exit 2;;
 esac; done

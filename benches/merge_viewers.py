@@ -42,6 +42,8 @@ out = {
     "complete": sum(r["viewers_complete"] for r in runs),
     "expected_per_viewer": "/".join(str(r["expected_per_viewer"]) for r in runs),
     "missing": sum(r["missing_total"] for r in runs),
+    "joined_late": sum(r.get("joined_late", 0) for r in runs),
+    "last_join_s": round(max(r.get("last_join_s", 0) for r in runs), 2),
     "lat_p50_ms": pct(0.5), "lat_p90_ms": pct(0.9), "lat_p99_ms": pct(0.99),
     "lat_max_ms": max(hist) if hist else 0, "lat_n": n,
     "recv_mib_s": round(sum(r["bytes"] for r in runs) / dur / 2**20, 1),

@@ -141,7 +141,13 @@ async fn edge_caches_ll_hls_for_200_viewers() {
     // --- Headers an edge relies on, through the edge.
     let p = srv.playlist(STREAM, "").await;
     let (msn, part) = p.last_part().expect("a part is listed");
-    let part_uri = p.all_parts().last().expect("a part is listed").2.uri.clone();
+    let part_uri = p
+        .all_parts()
+        .last()
+        .expect("a part is listed")
+        .2
+        .uri
+        .clone();
     let media = edge.url(&format!("/live/{STREAM}/{RENDITION}/{part_uri}"));
     let first = srv.client.get(&media).await;
     let second = srv.client.get(&media).await;
@@ -177,7 +183,10 @@ async fn edge_caches_ll_hls_for_200_viewers() {
     let b = srv.client.get(&blocking).await;
     assert_eq!((a.status, b.status), (200, 200));
     assert_eq!(b.header("x-cache-status").as_deref(), Some("HIT"));
-    assert_eq!(a.body, b.body, "a cached blocking reload is the same playlist");
+    assert_eq!(
+        a.body, b.body,
+        "a cached blocking reload is the same playlist"
+    );
 
     // --- 200 viewers through the edge for 20 s.
     let before = srv.metrics().await;
@@ -228,6 +237,19 @@ async fn edge_caches_ll_hls_for_200_viewers() {
         "only {expected} parts appeared in the ~15 s window"
     );
     assert_eq!(s["viewers"].as_u64(), Some(VIEWERS as u64));
+    // Every viewer was following the edge before the window opened (so "every part" is every
+    // part of the window, not just those after a late join).
+    assert_eq!(
+        s["never_joined"].as_u64(),
+        Some(0),
+        "viewers that never joined"
+    );
+    assert_eq!(
+        s["joined_late"].as_u64(),
+        Some(0),
+        "viewers that joined after the window opened (last at {} s)",
+        s["last_join_s"]
+    );
     assert_eq!(
         s["viewers_complete"].as_u64(),
         Some(VIEWERS as u64),
@@ -237,9 +259,7 @@ async fn edge_caches_ll_hls_for_200_viewers() {
     assert_eq!(s["min_received"].as_u64(), Some(expected));
     let requests = &s["requests"];
     assert!(requests["part"].as_u64().unwrap() >= VIEWERS as u64 * expected);
-    assert!(
-        requests["segment"].as_u64().unwrap() > 0 && requests["init"].as_u64().unwrap() > 0
-    );
+    assert!(requests["segment"].as_u64().unwrap() > 0 && requests["init"].as_u64().unwrap() > 0);
     // Delivery through the edge: bounded by the origin's hold limit, never a stall.
     let p99 = s["latency_ms"]["p99"].as_f64().unwrap();
     assert!(p99 < 2000.0, "part delivery p99 {p99} ms through the edge");
@@ -263,15 +283,17 @@ async fn edge_caches_ll_hls_for_200_viewers() {
         "edge log has {} media requests",
         media.len()
     );
-    assert!(ratio >= 0.95, "edge hit ratio {ratio:.3} for parts/segments");
+    assert!(
+        ratio >= 0.95,
+        "edge hit ratio {ratio:.3} for parts/segments"
+    );
     let bad = log.iter().filter(|(st, _, _)| *st >= 500).count();
     assert!(bad * 200 <= log.len(), "{bad} 5xx answers at the edge");
 
     // The origin saw about one request per part, not one per viewer.
     let (b, a) = (kind_counts(&before), kind_counts(&after));
     let d = |k: &str| a[k] - b[k];
-    let parts_published =
-        after.get("ferrocast_parts_total") - before.get("ferrocast_parts_total");
+    let parts_published = after.get("ferrocast_parts_total") - before.get("ferrocast_parts_total");
     eprintln!(
         "origin during the run: {parts_published} parts published; requests {:?}",
         a.keys().map(|k| (*k, d(k))).collect::<Vec<_>>()

@@ -138,10 +138,7 @@ impl Conn {
 
     async fn exchange(&mut self, req: &[u8], keep: bool) -> Result<Response, ErrKind> {
         let s = self.stream.as_mut().ok_or(ErrKind::Io)?;
-        s.get_mut()
-            .write_all(req)
-            .await
-            .map_err(|_| ErrKind::Io)?;
+        s.get_mut().write_all(req).await.map_err(|_| ErrKind::Io)?;
         let mut head = 0usize;
         self.read_line(&mut head).await?;
         let status = std::str::from_utf8(&self.line)

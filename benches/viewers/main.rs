@@ -5,7 +5,7 @@
 //! segments) for servers without LL-HLS. Prints one JSON summary on stdout.
 //!
 //! Delivery latency of a part = when a viewer has the whole part minus when the part became
-//! available at the origin. "Available" comes from one reference watcher in this process that
+//! available at the origin. "Available" comes from one reference watcher (own thread) that
 //! does not trust the viewers: it follows `--watch-url` (the origin itself, not the edge) with
 //! blocking reloads and records when each part is first listed (plain mode: polls the
 //! playlist every 20 ms and records when each segment is first listed). Only parts that
@@ -15,7 +15,7 @@
 mod client;
 mod playlist;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,7 +37,10 @@ enum Mode {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "ferrocast-viewers", about = "Simulated LL-HLS viewers on the live edge")]
+#[command(
+    name = "ferrocast-viewers",
+    about = "Simulated LL-HLS viewers on the live edge"
+)]
 struct Args {
     /// Media playlist the viewers follow, e.g. http://127.0.0.1:8081/live/demo/source/index.m3u8
     /// (or a multivariant playlist together with --rendition).
@@ -184,6 +187,14 @@ fn parse_sources(s: &str) -> Result<Vec<IpAddr>, String> {
 }
 
 /// GET a playlist and parse it; errors are counted under `what`.
+/// FNV-1a: viewers remember what they fetched by a hash of its URI, not a copy of it.
+fn key(uri: &str) -> u64 {
+    uri.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// GET a playlist and parse it; the error string is the kind to count.
 async fn get_playlist(
     ctx: &Ctx,
     conn: &mut Conn,
@@ -198,11 +209,12 @@ async fn get_playlist(
     if r.status != 200 {
         return Err(format!("{}_{}", KINDS[kind], r.status));
     }
-    let text = std::str::from_utf8(&r.body).map_err(|_| "playlist_utf8".to_string())?;
+    let text = String::from_utf8(r.body).map_err(|_| "playlist_utf8".to_string())?;
     Playlist::parse(text).ok_or_else(|| "playlist_parse".to_string())
 }
 
-/// GET a media object, counting its bytes; true when it arrived whole with 200.
+/// GET a media object, counting its bytes: Some(true) when it arrived whole with 200,
+/// None at the deadline.
 async fn get_object(ctx: &Ctx, conn: &mut Conn, uri: &str, kind: usize) -> Option<bool> {
     let path = ctx.target.resolve(uri);
     let r = tokio::time::timeout_at(ctx.deadline, conn.get(&path, false))
@@ -223,9 +235,17 @@ async fn get_object(ctx: &Ctx, conn: &mut Conn, uri: &str, kind: usize) -> Optio
     }
 }
 
-/// One LL-HLS viewer; returns (part URI, when it had the whole part).
-async fn ll_viewer(ctx: Arc<Ctx>, id: u64, mut conn: Conn) -> Vec<(String, Instant)> {
-    let mut got = Vec::new();
+/// What one viewer did: when its first playlist arrived (it joined), and (URI key, when it had
+/// the whole object) for every part (LL) or segment (plain) it fetched.
+#[derive(Default)]
+struct Viewed {
+    joined: Option<Instant>,
+    got: Vec<(u64, Instant)>,
+}
+
+/// One LL-HLS viewer.
+async fn ll_viewer(ctx: Arc<Ctx>, id: u64, mut conn: Conn) -> Viewed {
+    let mut v = Viewed::default();
     let a = &ctx.args;
     let mut pl: Option<Playlist> = None;
     let mut last: Option<(u64, u64)> = None;
@@ -237,12 +257,14 @@ async fn ll_viewer(ctx: Arc<Ctx>, id: u64, mut conn: Conn) -> Vec<(String, Insta
         let Some(cur) = pl.as_ref() else {
             match get_playlist(&ctx, &mut conn, &ctx.target.path, 0).await {
                 Ok(p) => {
+                    v.joined.get_or_insert_with(Instant::now);
                     if last.is_none() {
                         last = p.last_part();
                         last_seg = p.segments.last().map(|s| s.msn);
                     }
                     pl = Some(p);
                 }
+                Err(e) if e == "deadline" => break,
                 Err(e) => {
                     ctx.stats.err(&e);
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -281,41 +303,35 @@ async fn ll_viewer(ctx: Arc<Ctx>, id: u64, mut conn: Conn) -> Vec<(String, Insta
         };
         let since = last;
         for part in next.parts.iter().filter(|x| Some((x.msn, x.index)) > since) {
-            match get_object(&ctx, &mut conn, &part.uri, 2).await {
-                Some(true) => got.push((part.uri.clone(), Instant::now())),
+            let uri = next.uri(part.uri);
+            match get_object(&ctx, &mut conn, uri, 2).await {
+                Some(true) => v.got.push((key(uri), Instant::now())),
                 Some(false) => {}
-                None => return got,
+                None => return v,
             }
             last = Some((part.msn, part.index));
         }
-        let new_segs: Vec<String> = next
-            .segments
-            .iter()
-            .filter(|s| Some(s.msn) > last_seg)
-            .map(|s| s.uri.clone())
-            .collect();
-        if let Some(s) = next.segments.last() {
-            last_seg = last_seg.max(Some(s.msn));
-        }
-        for uri in new_segs {
+        let since = last_seg;
+        for seg in next.segments.iter().filter(|s| Some(s.msn) > since) {
+            last_seg = Some(seg.msn);
             segs_done += 1;
-            if a.segment_every > 0 && (segs_done + id) % a.segment_every == 0 {
-                get_object(&ctx, &mut conn, &uri, 3).await;
+            if a.segment_every > 0 && (segs_done + id).is_multiple_of(a.segment_every) {
+                get_object(&ctx, &mut conn, next.uri(seg.uri), 3).await;
             }
-            if a.init_every > 0 && (segs_done + id) % a.init_every == 0 {
-                if let Some(u) = init.clone() {
-                    get_object(&ctx, &mut conn, &u, 4).await;
+            if a.init_every > 0 && (segs_done + id).is_multiple_of(a.init_every) {
+                if let Some(u) = init.as_deref() {
+                    get_object(&ctx, &mut conn, u, 4).await;
                 }
             }
         }
         pl = Some(next);
     }
-    got
+    v
 }
 
-/// One classic HLS viewer; returns (segment URI, when it had the whole segment).
-async fn plain_viewer(ctx: Arc<Ctx>, _id: u64, mut conn: Conn) -> Vec<(String, Instant)> {
-    let mut got = Vec::new();
+/// One classic HLS viewer.
+async fn plain_viewer(ctx: Arc<Ctx>, mut conn: Conn) -> Viewed {
+    let mut v = Viewed::default();
     let mut last: Option<u64> = None;
     let mut init: Option<String> = None;
     while Instant::now() < ctx.deadline {
@@ -324,14 +340,13 @@ async fn plain_viewer(ctx: Arc<Ctx>, _id: u64, mut conn: Conn) -> Vec<(String, I
         let mut td = 2.0;
         match get_playlist(&ctx, &mut conn, &ctx.target.path, 0).await {
             Ok(p) => {
-                td = if p.target_duration > 0.0 {
-                    p.target_duration
-                } else {
-                    2.0
-                };
+                v.joined.get_or_insert_with(Instant::now);
+                if p.target_duration > 0.0 {
+                    td = p.target_duration;
+                }
                 if p.init != init {
-                    if let Some(u) = p.init.clone() {
-                        get_object(&ctx, &mut conn, &u, 4).await;
+                    if let Some(u) = p.init.as_deref() {
+                        get_object(&ctx, &mut conn, u, 4).await;
                     }
                     init = p.init.clone();
                 }
@@ -341,10 +356,11 @@ async fn plain_viewer(ctx: Arc<Ctx>, _id: u64, mut conn: Conn) -> Vec<(String, I
                 } else {
                     let since = last;
                     for s in p.segments.iter().filter(|s| Some(s.msn) > since) {
-                        match get_object(&ctx, &mut conn, &s.uri, 3).await {
-                            Some(true) => got.push((s.uri.clone(), Instant::now())),
+                        let uri = p.uri(s.uri);
+                        match get_object(&ctx, &mut conn, uri, 3).await {
+                            Some(true) => v.got.push((key(uri), Instant::now())),
                             Some(false) => {}
-                            None => return got,
+                            None => return v,
                         }
                         last = Some(s.msn);
                         changed = true;
@@ -361,12 +377,21 @@ async fn plain_viewer(ctx: Arc<Ctx>, _id: u64, mut conn: Conn) -> Vec<(String, I
         let wait = if changed { td } else { td / 2.0 };
         tokio::time::sleep_until(t0 + Duration::from_secs_f64(wait)).await;
     }
-    got
+    v
 }
 
-/// The reference watcher: when each part (LL) or segment (plain) first appears at `watch`.
-async fn watcher(ctx: Arc<Ctx>, watch: Target) -> HashMap<String, Instant> {
-    let mut seen: HashMap<String, Instant> = HashMap::new();
+/// When each part and each segment was first listed at `watch` (the origin).
+#[derive(Default)]
+struct Seen {
+    parts: HashMap<u64, Instant>,
+    segments: HashMap<u64, Instant>,
+}
+
+/// The reference watcher. LL: blocking reloads for the next part, so a part is seen within
+/// about a millisecond of being published; plain: the playlist every 20 ms. It runs on a
+/// thread and runtime of its own, so that thousands of viewer tasks do not delay it.
+async fn watcher(ctx: Arc<Ctx>, watch: Target) -> Seen {
+    let mut seen = Seen::default();
     let mut conn = Conn::new(
         None,
         watch.dst,
@@ -383,22 +408,21 @@ async fn watcher(ctx: Arc<Ctx>, watch: Target) -> HashMap<String, Instant> {
             }
             _ => watch.path.clone(),
         };
-        let r = tokio::time::timeout_at(end, conn.get(&path, true)).await;
-        let Ok(r) = r else { break };
+        let Ok(r) = tokio::time::timeout_at(end, conn.get(&path, true)).await else {
+            break;
+        };
         let now = Instant::now();
         let parsed = match r {
-            Ok(r) if r.status == 200 => std::str::from_utf8(&r.body)
-                .ok()
-                .and_then(Playlist::parse),
+            Ok(r) if r.status == 200 => String::from_utf8(r.body).ok().and_then(Playlist::parse),
             Ok(_) | Err(_) => None,
         };
         match parsed {
             Some(p) => {
                 for part in &p.parts {
-                    seen.entry(part.uri.clone()).or_insert(now);
+                    seen.parts.entry(key(p.uri(part.uri))).or_insert(now);
                 }
                 for s in &p.segments {
-                    seen.entry(s.uri.clone()).or_insert(now);
+                    seen.segments.entry(key(p.uri(s.uri))).or_insert(now);
                 }
                 let ended = p.ended;
                 pl = Some(p);
@@ -484,7 +508,14 @@ async fn run(mut args: Args) -> Result<String, String> {
         stats: Stats::default(),
         deadline,
     });
-    let w = tokio::spawn(watcher(ctx.clone(), watch));
+    let wctx = ctx.clone();
+    let w = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| rt.block_on(watcher(wctx, watch)))
+            .unwrap_or_default()
+    });
     let mut handles = Vec::with_capacity(n);
     for i in 0..n {
         let ctx = ctx.clone();
@@ -495,7 +526,7 @@ async fn run(mut args: Args) -> Result<String, String> {
             let conn = Conn::new(src, ctx.target.dst, ctx.target.host.clone(), timeout);
             match mode {
                 Mode::Ll => ll_viewer(ctx, i as u64, conn).await,
-                Mode::Plain => plain_viewer(ctx, i as u64, conn).await,
+                Mode::Plain => plain_viewer(ctx, conn).await,
             }
         }));
     }
@@ -503,41 +534,48 @@ async fn run(mut args: Args) -> Result<String, String> {
     for h in handles {
         results.push(h.await.unwrap_or_default());
     }
-    let avail = w.await.unwrap_or_default();
+    let seen = tokio::task::spawn_blocking(move || w.join().unwrap_or_default())
+        .await
+        .unwrap_or_default();
     let elapsed = start.elapsed().as_secs_f64();
 
-    let expected: HashMap<&str, Instant> = avail
+    // What every viewer should have had: the parts (LL) or segments (plain) that appeared at
+    // the origin inside the window.
+    let avail = match mode {
+        Mode::Ll => &seen.parts,
+        Mode::Plain => &seen.segments,
+    };
+    let expected: Vec<(u64, Instant)> = avail
         .iter()
         .filter(|(_, t)| **t >= win_start && **t <= win_end)
-        .filter(|(u, _)| mode == Mode::Plain || !u.contains("seg-"))
-        .map(|(u, t)| (u.as_str(), *t))
+        .map(|(k, t)| (*k, *t))
         .collect();
-    // Plain mode compares segments; LL mode parts (segments are listed too but fetched only now
-    // and then). Parts are the URIs the watcher saw in EXT-X-PART tags; tell them apart by what
-    // the viewers fetch: in LL mode every expected URI must be a part the viewers take.
-    let part_uris: HashSet<&str> = if mode == Mode::Ll {
-        results
-            .iter()
-            .flat_map(|v| v.iter().map(|(u, _)| u.as_str()))
-            .collect()
-    } else {
-        HashSet::new()
-    };
     let mut lat: Vec<f64> = Vec::new();
     let mut hist: BTreeMap<u64, u64> = BTreeMap::new();
     let mut negative = 0u64;
     let mut complete = 0u64;
     let mut missing_total = 0u64;
     let mut min_received = u64::MAX;
+    let (mut joined_late, mut never_joined, mut last_join) = (0u64, 0u64, 0f64);
     for v in &results {
-        let mine: HashMap<&str, Instant> = v.iter().map(|(u, t)| (u.as_str(), *t)).collect();
+        let mine: HashMap<u64, Instant> = v.got.iter().copied().collect();
+        // A viewer cannot be expected to have what appeared before it joined (its first
+        // playlist arrived); joins after the window opened are counted separately.
+        let joined = match v.joined {
+            Some(j) => j,
+            None => {
+                never_joined += 1;
+                deadline
+            }
+        };
+        last_join = last_join.max(joined.saturating_duration_since(start).as_secs_f64());
+        if joined > win_start {
+            joined_late += 1;
+        }
         let mut missing = 0u64;
         let mut received = 0u64;
-        for (uri, at) in &expected {
-            if mode == Mode::Ll && !part_uris.contains(uri) && !is_part_like(uri) {
-                continue;
-            }
-            match mine.get(uri) {
+        for (k, at) in expected.iter().filter(|(_, at)| *at >= joined) {
+            match mine.get(k) {
                 Some(t) => {
                     received += 1;
                     let ms = if *t >= *at {
@@ -558,10 +596,6 @@ async fn run(mut args: Args) -> Result<String, String> {
         missing_total += missing;
         min_received = min_received.min(received);
     }
-    let expected_n = expected
-        .keys()
-        .filter(|u| mode == Mode::Plain || part_uris.contains(*u) || is_part_like(u))
-        .count();
     lat.sort_by(|a, b| a.total_cmp(b));
     let stats = &ctx.stats;
     let requests: serde_json::Map<String, serde_json::Value> = KINDS
@@ -581,10 +615,13 @@ async fn run(mut args: Args) -> Result<String, String> {
         "viewers": n,
         "duration_s": elapsed,
         "window_s": (win_end - win_start).as_secs_f64(),
-        "expected_per_viewer": expected_n,
+        "expected_per_viewer": expected.len(),
         "viewers_complete": complete,
         "missing_total": missing_total,
         "min_received": if results.is_empty() { 0 } else { min_received },
+        "joined_late": joined_late,
+        "never_joined": never_joined,
+        "last_join_s": last_join,
         "latency_ms": {
             "count": lat.len(),
             "p50": percentile(&lat, 0.5),
@@ -605,10 +642,4 @@ async fn run(mut args: Args) -> Result<String, String> {
         std::fs::write(p, &text).map_err(|e| format!("{}: {e}", p.display()))?;
     }
     Ok(text)
-}
-
-/// URIs that name parts in ferrocast's layout; other servers' parts are recognised by the
-/// viewers having fetched them.
-fn is_part_like(uri: &str) -> bool {
-    uri.rsplit('/').next().is_some_and(|f| f.starts_with("part-"))
 }
