@@ -141,6 +141,24 @@ mod tests {
     }
 
     #[test]
+    fn cache_control_values_keep_the_cdn_contract() {
+        // Immutable objects: cacheable by shared caches for at least a day.
+        assert!(IMMUTABLE.starts_with("public, "));
+        let age: u64 = IMMUTABLE
+            .split(", ")
+            .find_map(|d| d.strip_prefix("max-age=")?.parse().ok())
+            .unwrap();
+        assert!(age >= 86_400);
+        // Blocking reloads: three target durations (the longest the origin holds a request).
+        assert_eq!(blocking_playlist(2), "public, max-age=6");
+        assert_eq!(blocking_playlist(0), "public, max-age=1");
+        // Live and ended playlists always revalidate; errors are never stored.
+        assert_eq!(LIVE_PLAYLIST, "no-cache");
+        assert_eq!(ENDED_PLAYLIST, "no-cache");
+        assert_eq!(NO_STORE, "no-store");
+    }
+
+    #[test]
     fn kinds_follow_the_url_layout() {
         assert_eq!(Kind::of("/live/a/index.m3u8", None), Kind::Multivariant);
         assert_eq!(Kind::of("/live/a/source/index.m3u8", None), Kind::Playlist);
