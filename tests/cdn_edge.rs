@@ -1,7 +1,9 @@
 //! The origin behind a real cache: nginx rendered from `config/nginx-edge.conf` (by
 //! `scripts/edge.sh`) in front of an in-process origin, one ffmpeg publisher, and 200
 //! simulated LL-HLS viewers (`ferrocast-viewers`) following the live edge through the edge for
-//! 20 s. Checks that every viewer gets every part, that the edge answers parts and segments
+//! 20 s. Checks the headers an edge relies on, that concurrent requests (a crowd joining, 20
+//! viewers asking for the preload-hinted part before it exists) are answered at once and reach
+//! the origin once, that every viewer gets every part, that the edge answers parts and segments
 //! from its cache, and that the origin sees about one request per part, not one per viewer.
 //! nginx missing is a failure, not a skip (`scripts/setup.sh test` installs it).
 
@@ -223,6 +225,39 @@ async fn edge_caches_ll_hls_for_200_viewers() {
     assert_eq!(
         a.body, b.body,
         "a cached blocking reload is the same playlist"
+    );
+
+    // The preload-hinted part, asked for by many viewers before it exists: the origin holds one
+    // request until the part is published and the edge hands that one answer to everyone.
+    let p = srv.playlist(STREAM, "").await;
+    let hint = p.preload_hint().expect("a preload hint");
+    let parts_before = srv
+        .metrics()
+        .await
+        .get("ferrocast_http_requests_by_kind_total{kind=\"part\"}");
+    let hinted = edge.url(&format!("/live/{STREAM}/{RENDITION}/{hint}"));
+    let t = Instant::now();
+    let answers = futures_join_all((0..20).map(|_| srv.client.get(&hinted))).await;
+    let took = t.elapsed();
+    let parts_after = srv
+        .metrics()
+        .await
+        .get("ferrocast_http_requests_by_kind_total{kind=\"part\"}");
+    assert!(
+        answers
+            .iter()
+            .all(|r| r.status == 200 && r.body == answers[0].body && !r.body.is_empty()),
+        "hinted part through the edge: {:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "20 held requests took {took:?}"
+    );
+    assert!(
+        parts_after - parts_before <= 2.0,
+        "20 concurrent requests for the hinted part reached the origin {} times",
+        parts_after - parts_before
     );
 
     // --- 200 viewers through the edge for 20 s.
