@@ -10,7 +10,7 @@ HTTP_PORT ?= 8080
 SRT_PORT ?= 9000
 CARGO  ?= cargo
 
-.PHONY: run test demo demo-srt check build release setup setup-test lint fmt bench clean
+.PHONY: run test demo demo-srt check build release setup setup-test lint fmt bench clean edge
 
 run: setup release
 	@echo ""
@@ -43,6 +43,15 @@ demo-srt:
 	@command -v ffmpeg >/dev/null || scripts/setup.sh run
 	ffmpeg $(DEMO_ENCODE) -f mpegts \
 	  "srt://$(HOST):$(SRT_PORT)?streamid=#!::r=live/demo,m=publish,s=demo-key&pkt_size=1316"
+
+# Caching edge in front of an origin: renders config/nginx-edge.conf into EDGE_DIR and runs
+# nginx in the foreground (docs/cdn.md). Viewers use http://HOST:EDGE_PORT/live/NAME/index.m3u8.
+ORIGIN    ?= 127.0.0.1:$(HTTP_PORT)
+EDGE_PORT ?= 8081
+EDGE_DIR  ?= /tmp/ferrocast-edge
+edge:
+	@command -v nginx >/dev/null || scripts/setup.sh test
+	scripts/edge.sh $(ORIGIN) $(EDGE_PORT) $(EDGE_DIR)
 
 check: release
 	./target/release/ferrocast check --config $(CONFIG)

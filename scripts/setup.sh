@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 want=${1:-run}
 pkgs=(ffmpeg curl ca-certificates pkg-config nodejs npm)
 if [ "$want" = test ]; then
-  pkgs+=(chromium fonts-dejavu-core srt-tools)
+  pkgs+=(chromium fonts-dejavu-core srt-tools nginx)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     pub http_bytes: AtomicU64,
     pub http_blocking_timeouts: AtomicU64,
+    /// Requests by `cache::Kind`, in `Kind::ALL` order.
+    pub http_requests_by_kind: [AtomicU64; 7],
     lag_buckets: [AtomicU64; LAG_BUCKETS_MS.len()],
     lag_count: AtomicU64,
     lag_sum_ms: AtomicU64,
@@ -117,6 +119,22 @@ impl Metrics {
             let _ = writeln!(
                 s,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        let name = "ferrocast_http_requests_by_kind_total";
+        let _ = writeln!(
+            s,
+            "# HELP {name} HTTP requests by what they asked for\n# TYPE {name} counter"
+        );
+        for (k, v) in crate::origin::cache::Kind::ALL
+            .iter()
+            .zip(&self.http_requests_by_kind)
+        {
+            let _ = writeln!(
+                s,
+                "{name}{{kind=\"{}\"}} {}",
+                k.label(),
                 v.load(Ordering::Relaxed)
             );
         }

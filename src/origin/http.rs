@@ -70,6 +70,10 @@ async fn handle(app: &App, req: Request<Incoming>) -> Resp {
         .metrics
         .http_requests
         .fetch_add(1, Ordering::Relaxed);
+    let kind = cache::Kind::of(req.uri().path(), req.uri().query());
+    if let Some(i) = cache::Kind::ALL.iter().position(|k| *k == kind) {
+        app.hub.metrics.http_requests_by_kind[i].fetch_add(1, Ordering::Relaxed);
+    }
     let mut resp = route(app, &req).await;
     if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
         app.hub
@@ -255,11 +259,16 @@ async fn media_object(
         return not_found();
     };
     let etag = HeaderValue::from_str(&obj.etag).unwrap_or(HeaderValue::from_static("\"x\""));
-    let not_modified = req
-        .headers()
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .any(|v| cache::if_none_match(v.as_bytes(), &obj.etag));
+    // RFC 9110 13.2.2: If-None-Match wins; If-Modified-Since counts only without it.
+    let inm = req.headers().get_all(header::IF_NONE_MATCH);
+    let not_modified = if inm.iter().next().is_some() {
+        inm.iter()
+            .any(|v| cache::if_none_match(v.as_bytes(), &obj.etag))
+    } else {
+        req.headers()
+            .get(header::IF_MODIFIED_SINCE)
+            .is_some_and(|v| cache::not_modified_since(v.as_bytes(), obj.created))
+    };
     let mut resp = if not_modified {
         status(StatusCode::NOT_MODIFIED, "")
     } else {
@@ -272,6 +281,9 @@ async fn media_object(
     };
     let h = resp.headers_mut();
     h.insert(header::ETAG, etag);
+    if let Ok(v) = HeaderValue::from_str(&cache::last_modified(obj.created)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
     h.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static(cache::IMMUTABLE),

@@ -27,6 +27,8 @@ pub struct MediaObject {
     pub len: usize,
     pub etag: Arc<str>,
     pub content_type: &'static str,
+    /// When the object was stored: its `Last-Modified` (whole seconds on the wire).
+    pub created: SystemTime,
 }
 
 /// Codec and size facts for the multivariant playlist and the API.
@@ -432,6 +434,7 @@ impl StreamEntry {
             chunks: chunks.into(),
             etag: Arc::from(format!("\"{uri}\"")),
             content_type,
+            created: SystemTime::now(),
         }
     }
 
