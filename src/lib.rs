@@ -21,4 +21,5 @@ pub mod metrics;
 pub mod origin;
 pub mod package;
 pub mod packager;
+pub mod pipeline;
 pub mod server;

@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 use crate::media::{AudioConfig, Frame, Track, VideoConfig, TIMESCALE};
 use crate::package::cmaf::{self, Sample, TrackRun, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
+use crate::pipeline::follow::Lead;
 
 /// Cut settings in 90 kHz ticks.
 #[derive(Debug, Clone, Copy)]
@@ -123,6 +124,10 @@ pub struct Segmenter {
     video_interval: u64,
     /// Next expected audio decode time in the audio timescale.
     audio_next: Option<u64>,
+    /// Following a leader ([`Segmenter::push_following`]): cut only where it cut.
+    follow: bool,
+    /// The leader's segment opening at the frame being pushed.
+    lead: Option<Lead>,
 }
 
 /// Largest PDT correction per segment: 1 % of a 2 s segment, far inside what any
@@ -152,7 +157,29 @@ impl Segmenter {
             last_video_dts: None,
             video_interval: DEFAULT_VIDEO_INTERVAL,
             audio_next: None,
+            follow: false,
+            lead: None,
         }
+    }
+
+    /// Output decode time where the open segment starts, if one is open.
+    pub fn open_segment_start(&self) -> Option<u64> {
+        self.segment.as_ref().map(|s| s.start)
+    }
+
+    /// Feeds one frame of a rendition that follows a leader (a transcoded rung following the
+    /// source): a segment opens only at a video keyframe where the leader opened one (`lead`),
+    /// with the leader's number, PDT and output time. Until the first lead, nothing is output.
+    pub fn push_following(&mut self, frame: &Frame, lead: Option<Lead>) -> Vec<Output> {
+        self.follow = true;
+        self.lead = lead.filter(|_| frame.track == Track::Video && frame.keyframe);
+        if let Some(l) = self.lead {
+            // The leader's timeline, so a player switching renditions sees the same times.
+            self.offset = Some(l.start as i64 - frame.dts);
+        }
+        let out = self.push(frame);
+        self.lead = None;
+        out
     }
 
     /// Number the next part will carry (the preload hint).
@@ -243,6 +270,9 @@ impl Segmenter {
         if self.segment.is_none() && !frame.keyframe {
             return; // a segment must start on a keyframe
         }
+        if self.follow && self.segment.is_none() && self.lead.is_none() {
+            return; // a follower starts where its leader starts a segment
+        }
         let dts = self.out_dts(frame);
         if let Some(prev) = self.last_video_dts {
             if dts > prev && dts - prev < TIMESCALE as u64 {
@@ -262,6 +292,7 @@ impl Segmenter {
         // tolerance keeps a 2 s GOP from making 4 s segments.
         let tolerance = self.video_interval / 2;
         let cut_segment = match &self.segment {
+            _ if self.follow => self.lead.is_some(),
             None => true,
             Some(seg) => frame.keyframe && dts + tolerance >= seg.start + self.cfg.segment_target,
         };
@@ -312,6 +343,9 @@ impl Segmenter {
         };
         let rate = cfg.sample_rate.max(1) as u64;
         let spf = cfg.samples_per_frame.max(1) as u64;
+        if self.follow && (self.offset.is_none() || self.segment.is_none()) {
+            return; // the leader's timeline is not known yet
+        }
         let dts = self.out_dts(frame);
         if drives && self.segment.is_none() {
             self.open_segment(dts, frame.arrival_ms, out);
@@ -383,9 +417,14 @@ impl Segmenter {
     }
 
     fn open_segment(&mut self, start: u64, arrival_ms: u64, out: &mut Vec<Output>) {
-        let pdt_ms = self.segment_pdt(start, arrival_ms);
-        let msn = self.next_msn;
-        self.next_msn += 1;
+        let (pdt_ms, msn) = match self.lead.filter(|_| self.follow) {
+            Some(l) => {
+                self.discontinuity_pending = l.discontinuity;
+                (l.pdt_ms as i64, l.msn)
+            }
+            None => (self.segment_pdt(start, arrival_ms), self.next_msn),
+        };
+        self.next_msn = msn + 1;
         self.segment = Some(OpenSegment {
             msn,
             start,
