@@ -228,11 +228,20 @@ struct Feed {
     caps: Option<gst::Caps>,
 }
 
+/// Where our GStreamer timestamps start: 1000 h. x264enc shifts any earlier timestamps up to
+/// 1000 h itself, and GStreamer 1.22's encoder base class then compares forced-keyframe
+/// requests in two different timelines and ignores every request after the first. Starting
+/// there ourselves keeps one timeline throughout.
+const GST_ORIGIN_NS: u64 = 1000 * 3600 * 1_000_000_000;
+
+/// 90 kHz ticks since the session base → GStreamer nanoseconds.
 fn ticks_to_ns(t: i64) -> u64 {
-    (t.max(0) as u64).saturating_mul(1_000_000_000) / TIMESCALE as u64
+    GST_ORIGIN_NS + (t.max(0) as u64).saturating_mul(1_000_000_000) / TIMESCALE as u64
 }
 
+/// GStreamer nanoseconds → 90 kHz ticks since the session base.
 fn ns_to_ticks(ns: u64) -> i64 {
+    let ns = ns.saturating_sub(GST_ORIGIN_NS);
     ((ns as u128 * TIMESCALE as u128 + 500_000_000) / 1_000_000_000) as i64
 }
 
@@ -835,13 +844,15 @@ fn build_rung(
                 .lock()
                 .map(|k| k.contains(&pts.nseconds()))
                 .unwrap_or(false);
+            tracing::trace!(pts = pts.nseconds(), key, "rung input");
             if key {
                 let ev = gst_video::DownstreamForceKeyUnitEvent::builder()
                     .running_time(pts)
                     .timestamp(pts)
                     .all_headers(true)
                     .build();
-                pad.push_event(ev);
+                let ok = pad.push_event(ev);
+                tracing::trace!(ok, "force key unit");
             }
             gst::PadProbeReturn::Ok
         });
@@ -959,6 +970,7 @@ impl RungOut {
             Ok(m) => Bytes::copy_from_slice(m.as_slice()),
             Err(_) => return,
         };
+        tracing::trace!(rung = %self.name, pts90, found = pic.is_some(), key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT), "rung output");
         let frame = Frame {
             track: Track::Video,
             dts,
