@@ -480,7 +480,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The sub-table `name` of `root`, or None (with a diagnostic if it is not a table).
-pub(crate) fn section<'t>(src: &mut Source, root: &'t dyn TableLike, name: &str) -> Option<&'t dyn TableLike> {
+pub(crate) fn section<'t>(
+    src: &mut Source,
+    root: &'t dyn TableLike,
+    name: &str,
+) -> Option<&'t dyn TableLike> {
     let (key, item) = root.get_key_value(name)?;
     match item.as_table_like() {
         Some(t) => Some(t),

@@ -11,13 +11,13 @@ use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, Pipeline};
-use crate::pipeline::follow::CutLog;
-use crate::pipeline::transcoder;
 use crate::ingest::auth::Refusal;
 use crate::media::{AudioConfig, Frame, VideoConfig};
 use crate::metrics::Metrics;
 use crate::origin::store::{Store, StreamEntry};
 use crate::packager;
+use crate::pipeline::follow::CutLog;
+use crate::pipeline::transcoder;
 
 /// Messages (≈ 13 s of 30 fps video plus AAC) a consumer may fall behind before it drops.
 pub const HUB_CAPACITY: usize = 1024;
@@ -116,7 +116,10 @@ impl Hub {
         match fresh {
             Ok(p) => {
                 if known.get(name).is_some_and(|old| *old != p) {
-                    tracing::info!(pipeline = name, "pipeline file changed; new streams use the new version");
+                    tracing::info!(
+                        pipeline = name,
+                        "pipeline file changed; new streams use the new version"
+                    );
                 }
                 known.insert(name.to_string(), p.clone());
                 Some(p)
@@ -127,7 +130,10 @@ impl Hub {
                 }
                 let old = known.get(name).cloned();
                 if old.is_some() {
-                    tracing::warn!(pipeline = name, "pipeline file has problems; using its last good version");
+                    tracing::warn!(
+                        pipeline = name,
+                        "pipeline file has problems; using its last good version"
+                    );
                 }
                 old
             }

@@ -79,7 +79,6 @@ fn load(path: &Path) -> Result<config::Config, ExitCode> {
 fn check(path: &Path) -> ExitCode {
     match load(path) {
         Ok(cfg) => {
-
             for w in config::warnings(&cfg) {
                 eprintln!("{}: warning: {w}", path.display());
             }

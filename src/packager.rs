@@ -9,11 +9,11 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use crate::config::Pipeline;
 use crate::hub::HubMsg;
 use crate::media::{Frame, Track};
-use crate::pipeline::follow::{CutLog, Lead};
-use crate::pipeline::transcoder::RungMsg;
 use crate::metrics::Metrics;
 use crate::origin::store::{unix_ms, RenditionInfo, StreamEntry};
 use crate::package::segmenter::{CutConfig, Output, Segmenter};
+use crate::pipeline::follow::{CutLog, Lead};
+use crate::pipeline::transcoder::RungMsg;
 use std::sync::atomic::Ordering;
 
 /// Name of the rendition that carries the publisher's source untouched.
@@ -141,14 +141,26 @@ pub async fn run(
 
 /// [`publish`] for the source rendition, which is not served when passthrough is off (its
 /// segmenter then only decides the cuts the rungs follow).
-fn publish_opt(entry: &StreamEntry, idx: Option<usize>, metrics: &Metrics, seg: &Segmenter, out: Vec<Output>) {
+fn publish_opt(
+    entry: &StreamEntry,
+    idx: Option<usize>,
+    metrics: &Metrics,
+    seg: &Segmenter,
+    out: Vec<Output>,
+) {
     if let Some(i) = idx {
         publish(entry, i, metrics, seg, out);
     }
 }
 
 /// Hands segmenter output for rendition `idx` to the store; counts and logs part lag.
-pub fn publish(entry: &StreamEntry, idx: usize, metrics: &Metrics, seg: &Segmenter, out: Vec<Output>) {
+pub fn publish(
+    entry: &StreamEntry,
+    idx: usize,
+    metrics: &Metrics,
+    seg: &Segmenter,
+    out: Vec<Output>,
+) {
     if out.is_empty() {
         return;
     }
@@ -201,7 +213,10 @@ pub async fn run_rung(
     let mut in_session = false;
     let mut listed = false;
     let mut held: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
-    let name = entry.renditions.get(idx).map_or(String::new(), |r| r.name.clone());
+    let name = entry
+        .renditions
+        .get(idx)
+        .map_or(String::new(), |r| r.name.clone());
     while let Some(msg) = rx.recv().await {
         let out = match msg {
             RungMsg::Session { audio } => {

@@ -161,6 +161,7 @@ async fn browser_plays_the_stream_at_low_latency() {
         window: 6,
         grace: "10s",
         streams: vec![(STREAM, KEY)],
+        ..Default::default()
     })
     .await;
     let http = srv.http;

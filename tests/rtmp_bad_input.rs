@@ -296,6 +296,7 @@ async fn malformed_rtmp_input_ends_only_that_session() {
         window: 6,
         grace: "3s",
         streams: vec![HEALTHY, VICTIM],
+        ..Default::default()
     })
     .await;
     let mut healthy = Publisher::start(

@@ -174,9 +174,7 @@ pub(crate) fn parse_rungs(src: &mut Source, root: &dyn TableLike) -> Vec<Rung> {
     if tables.len() > MAX_RUNGS {
         src.report(
             tables[MAX_RUNGS].1.clone(),
-            format!(
-                "too many rungs: at most {MAX_RUNGS} (each one is a live encoder)"
-            ),
+            format!("too many rungs: at most {MAX_RUNGS} (each one is a live encoder)"),
         );
     }
     let mut rungs = Vec::new();
@@ -304,21 +302,24 @@ fn parse_rung(
     let encoder = parse_encoder(src, t, &label);
 
     match (ok, name, height, bitrate, profile, encoder) {
-        (true, Some(name), Some(height), Some((bitrate_kbps, bitrate_pos)), Some(profile), Some(encoder))
-            if width.is_some() || !t.contains_key("width") =>
-        {
-            Some(Rung {
-                name,
-                width,
-                height,
-                fps,
-                bitrate_kbps,
-                profile,
-                encoder,
-                pos,
-                bitrate_pos,
-            })
-        }
+        (
+            true,
+            Some(name),
+            Some(height),
+            Some((bitrate_kbps, bitrate_pos)),
+            Some(profile),
+            Some(encoder),
+        ) if width.is_some() || !t.contains_key("width") => Some(Rung {
+            name,
+            width,
+            height,
+            fps,
+            bitrate_kbps,
+            profile,
+            encoder,
+            pos,
+            bitrate_pos,
+        }),
         _ => None,
     }
 }
@@ -370,7 +371,11 @@ fn parse_encoder(src: &mut Source, t: &dyn TableLike, label: &str) -> Option<Enc
         let p = pos_of(src, span.clone());
         if k == "element" {
             match v.as_str() {
-                Some(s) if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => {
+                Some(s)
+                    if !s.is_empty()
+                        && s.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+                {
                     e.element = s.to_string();
                     e.pos = p;
                 }
@@ -431,7 +436,12 @@ pub struct Selected {
 /// Rungs of `pipeline` that make sense for a `width`×`height` source, and one line for each
 /// rung skipped. A rung taller than the source is skipped (upscaling only costs bits); so is a
 /// rung as tall as the source when the source itself is passed through (it would duplicate it).
-pub fn select(pipeline: &Pipeline, width: u32, height: u32, fps: Option<f64>) -> (Vec<Selected>, Vec<String>) {
+pub fn select(
+    pipeline: &Pipeline,
+    width: u32,
+    height: u32,
+    fps: Option<f64>,
+) -> (Vec<Selected>, Vec<String>) {
     let mut out = Vec::new();
     let mut skipped = Vec::new();
     for (index, r) in pipeline.rungs.iter().enumerate() {
@@ -454,7 +464,9 @@ pub fn select(pipeline: &Pipeline, width: u32, height: u32, fps: Option<f64>) ->
             let (sw, sh, rh) = (width as u64, height as u64, r.height as u64);
             (((sw * rh + sh) / (2 * sh)) * 2).max(2) as u32
         });
-        let fps_cap = r.fps.filter(|cap| fps.is_none_or(|f| f > *cap as f64 + 0.01));
+        let fps_cap = r
+            .fps
+            .filter(|cap| fps.is_none_or(|f| f > *cap as f64 + 0.01));
         out.push(Selected {
             index,
             width: w,
@@ -496,10 +508,17 @@ mod tests {
         assert!(p.source);
         assert_eq!(p.rungs.len(), 3);
         let r = &p.rungs[1];
-        assert_eq!((r.name.as_str(), r.width, r.height, r.fps, r.bitrate_kbps), ("480p", None, 480, None, 1200));
+        assert_eq!(
+            (r.name.as_str(), r.width, r.height, r.fps, r.bitrate_kbps),
+            ("480p", None, 480, None, 1200)
+        );
         assert_eq!(r.profile, "main");
         assert_eq!(r.encoder.element, "x264enc");
-        assert!(r.encoder.properties.iter().any(|(k, v, _)| k == "tune" && v == "zerolatency"));
+        assert!(r
+            .encoder
+            .properties
+            .iter()
+            .any(|(k, v, _)| k == "tune" && v == "zerolatency"));
         assert_eq!(r.pos, Pos { line: 9, col: 1 });
     }
 
@@ -510,15 +529,31 @@ mod tests {
         )
         .unwrap();
         let e = &p.rungs[0].encoder;
-        let get = |k: &str| e.properties.iter().find(|(n, _, _)| n == k).map(|(_, v, p)| (v.as_str(), *p));
-        assert_eq!(get("speed-preset"), Some(("ultrafast", Pos { line: 10, col: 16 })));
+        let get = |k: &str| {
+            e.properties
+                .iter()
+                .find(|(n, _, _)| n == k)
+                .map(|(_, v, p)| (v.as_str(), *p))
+        };
+        assert_eq!(
+            get("speed-preset"),
+            Some(("ultrafast", Pos { line: 10, col: 16 }))
+        );
         assert_eq!(get("threads"), Some(("2", Pos { line: 11, col: 11 })));
-        assert_eq!(get("tune").map(|t| t.0), Some("zerolatency"), "defaults fill the rest");
+        assert_eq!(
+            get("tune").map(|t| t.0),
+            Some("zerolatency"),
+            "defaults fill the rest"
+        );
         assert_eq!(e.pos, Pos { line: 9, col: 11 });
         assert_eq!(p.rungs[0].fps, Some(15));
         let p = parse("[[rung]]\nname = \"gpu\"\nheight = 720\nbitrate = 3000\nencoder = { element = \"nvh264enc\", preset = \"low-latency-hq\" }\n").unwrap();
         assert_eq!(p.rungs[0].encoder.element, "nvh264enc");
-        assert_eq!(p.rungs[0].encoder.properties.len(), 1, "no x264 defaults on other encoders");
+        assert_eq!(
+            p.rungs[0].encoder.properties.len(),
+            1,
+            "no x264 defaults on other encoders"
+        );
     }
 
     #[test]
@@ -552,7 +587,10 @@ mod tests {
             parse("[source]\npassthrough = false\n").unwrap_err(),
             ["p.toml:2:15: pipeline has no rungs: enable [source] passthrough or add a [[rung]]"]
         );
-        let p = parse("[source]\npassthrough = false\n[[rung]]\nname = \"a\"\nheight = 360\nbitrate = 600\n").unwrap();
+        let p = parse(
+            "[source]\npassthrough = false\n[[rung]]\nname = \"a\"\nheight = 360\nbitrate = 600\n",
+        )
+        .unwrap();
         assert!(!p.source && p.rungs.len() == 1);
     }
 
@@ -570,19 +608,41 @@ mod tests {
         let own = |v: &[(&str, u32, u32)]| -> Vec<(String, u32, u32)> {
             v.iter().map(|(n, w, h)| (n.to_string(), *w, *h)).collect()
         };
-        assert_eq!(sizes(&p, 1920, 1080), own(&[("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)]));
-        assert_eq!(sizes(&p, 1280, 720), own(&[("480p", 854, 480), ("360p", 640, 360)]));
+        assert_eq!(
+            sizes(&p, 1920, 1080),
+            own(&[("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)])
+        );
+        assert_eq!(
+            sizes(&p, 1280, 720),
+            own(&[("480p", 854, 480), ("360p", 640, 360)])
+        );
         let (_, skipped) = select(&p, 1280, 720, None);
         assert_eq!(skipped, ["rung `720p` (720p) skipped for a 1280x720 source: the source passed through already has that height"]);
         assert_eq!(sizes(&p, 854, 480), own(&[("360p", 640, 360)]));
         assert_eq!(sizes(&p, 640, 360), own(&[]));
         let (_, skipped) = select(&p, 640, 360, None);
         assert_eq!(skipped.len(), 3);
-        assert!(skipped[0].ends_with("it is larger than the source"), "{skipped:?}");
+        assert!(
+            skipped[0].ends_with("it is larger than the source"),
+            "{skipped:?}"
+        );
         // Odd and unusual sizes still give even widths.
-        assert_eq!(sizes(&p, 1366, 768), own(&[("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)]));
-        assert_eq!(sizes(&p, 1001, 563), own(&[("480p", 854, 480), ("360p", 640, 360)]));
-        assert_eq!(sizes(&p, 720, 1280), own(&[("720p", 405 + 1, 720), ("480p", 270, 480), ("360p", 202, 360)]));
+        assert_eq!(
+            sizes(&p, 1366, 768),
+            own(&[("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360)])
+        );
+        assert_eq!(
+            sizes(&p, 1001, 563),
+            own(&[("480p", 854, 480), ("360p", 640, 360)])
+        );
+        assert_eq!(
+            sizes(&p, 720, 1280),
+            own(&[
+                ("720p", 405 + 1, 720),
+                ("480p", 270, 480),
+                ("360p", 202, 360)
+            ])
+        );
         // Without passthrough, a rung as tall as the source is kept.
         let mut q = p.clone();
         q.source = false;

@@ -113,7 +113,10 @@ pub fn check_elements(p: &Pipeline) -> Vec<Diagnostic> {
             Err(err) => {
                 out.push(diag(
                     pos,
-                    format!("rung `{}`: encoder element `{}` cannot be created: {err}", r.name, e.element),
+                    format!(
+                        "rung `{}`: encoder element `{}` cannot be created: {err}",
+                        r.name, e.element
+                    ),
                 ));
                 continue;
             }
@@ -568,7 +571,11 @@ impl Control {
         };
         let pts = f.dts + f.cts as i64;
         {
-            let mut pics = self.shared.pictures.lock().unwrap_or_else(|e| e.into_inner());
+            let mut pics = self
+                .shared
+                .pictures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if pics.len() == PICTURES_KEPT {
                 pics.pop_front();
             }
@@ -580,7 +587,11 @@ impl Control {
         }
         let pts_ns = ticks_to_ns(pts - base);
         if f.keyframe {
-            let mut k = self.shared.keyframes.lock().unwrap_or_else(|e| e.into_inner());
+            let mut k = self
+                .shared
+                .keyframes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if k.len() == KEYFRAMES_KEPT {
                 k.pop_front();
             }
@@ -872,6 +883,7 @@ fn build_rung(
         config: None,
         fps,
         last_dts: None,
+        shift: 0,
         name: rung.name.clone(),
         dropped: 0,
     };
@@ -896,6 +908,8 @@ struct RungOut {
     config: Option<Bytes>,
     fps: Option<f64>,
     last_dts: Option<i64>,
+    /// Composition offset (pts − dts) of the last source keyframe.
+    shift: i64,
     name: String,
     dropped: u64,
 }
@@ -949,33 +963,44 @@ impl RungOut {
         }
         let pts90 = base + ns_to_ticks(rt.nseconds());
         let pic = {
-            let pics = self.shared.pictures.lock().unwrap_or_else(|e| e.into_inner());
+            let pics = self
+                .shared
+                .pictures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             pics.iter()
                 .rev()
                 .find(|p| (p.pts - pts90).abs() <= 1)
                 .copied()
         };
-        let (src_dts, arrival_ms, pts90) = match pic {
-            Some(p) => (p.dts, p.arrival_ms, p.pts),
-            None => (pts90, unix_ms(SystemTime::now()), pts90),
+        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        let (arrival_ms, pts90) = match pic {
+            Some(p) => {
+                if keyframe {
+                    self.shift = p.pts - p.dts;
+                }
+                (p.arrival_ms, p.pts)
+            }
+            None => (unix_ms(SystemTime::now()), pts90),
         };
-        // Decode order of the rung is presentation order (no B-frames); keep the source's
-        // decode time where possible so keyframes sit exactly where the source's do.
+        // The rung has no B-frames: decode order is presentation order. Its decode times are
+        // its presentation times less the source keyframe's composition offset, so each
+        // keyframe has exactly the source keyframe's decode time (where segments are cut)
+        // and frames in between stay evenly spaced.
         let dts = match self.last_dts {
-            Some(last) => src_dts.max(last + 1).min(pts90),
-            None => src_dts.min(pts90),
+            Some(last) => (pts90 - self.shift).max(last + 1).min(pts90),
+            None => pts90 - self.shift,
         };
         self.last_dts = Some(dts);
         let data = match buffer.map_readable() {
             Ok(m) => Bytes::copy_from_slice(m.as_slice()),
             Err(_) => return,
         };
-        tracing::trace!(rung = %self.name, pts90, found = pic.is_some(), key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT), "rung output");
         let frame = Frame {
             track: Track::Video,
             dts,
             cts: (pts90 - dts) as i32,
-            keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            keyframe,
             data,
             arrival_ms,
         };
