@@ -693,7 +693,9 @@ fn build_decoder(
         let frac = gst::Fraction::approximate_f64(fps).unwrap_or(gst::Fraction::new(30, 1));
         caps = caps.field("framerate", frac);
     }
+    // Element names become thread names ("decode:src"), which the CPU benchmark groups by.
     let src = gst_app::AppSrc::builder()
+        .name("decode")
         .caps(&caps.build())
         .format(gst::Format::Time)
         .is_live(true)
