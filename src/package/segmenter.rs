@@ -586,6 +586,83 @@ mod tests {
             .collect()
     }
 
+    /// (msn, pdt, duration) of every complete segment.
+    fn segments(out: &[Output]) -> Vec<(u64, u64, f64)> {
+        let mut open = None;
+        let mut v = Vec::new();
+        for o in out {
+            match o {
+                Output::SegmentStart { msn, pdt_ms, .. } => open = Some((*msn, *pdt_ms)),
+                Output::SegmentEnd { msn, duration } => {
+                    let (m, pdt) = open.take().expect("segment opened");
+                    assert_eq!(m, *msn);
+                    v.push((m, pdt, *duration));
+                }
+                _ => {}
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn a_follower_cuts_where_its_leader_cut_even_when_it_starts_late() {
+        // Keyframes every second, segments every two: the follower must not cut on the
+        // keyframes its leader skipped, and must take the leader's numbers and PDTs.
+        let frames = rtmp_stream(20, 30, 1000);
+        let mut leader = Segmenter::new(cut());
+        let mut lead_out = leader.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        let mut leads = std::collections::HashMap::new();
+        for f in &frames {
+            let out = leader.push(f);
+            if f.track == Track::Video && f.keyframe {
+                let lead = out.iter().find_map(|o| match o {
+                    Output::SegmentStart {
+                        msn,
+                        pdt_ms,
+                        discontinuity,
+                        ..
+                    } => Some(Lead {
+                        msn: *msn,
+                        pdt_ms: *pdt_ms,
+                        discontinuity: *discontinuity,
+                        start: leader.open_segment_start().unwrap(),
+                    }),
+                    _ => None,
+                });
+                leads.insert(f.dts, lead);
+            }
+            lead_out.extend(out);
+        }
+        // The follower (a rung) starts 3.5 s in; its first keyframe (4 s) is where the leader
+        // opened msn 2.
+        let mut follower = Segmenter::new(cut());
+        let mut out = follower.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        for f in frames.iter().filter(|f| f.dts >= (1000 + 3500) * 90) {
+            let lead = leads.get(&f.dts).copied().flatten();
+            out.extend(follower.push_following(f, lead));
+        }
+        let ours = segments(&out);
+        let theirs = segments(&lead_out);
+        assert_eq!(
+            ours.first().map(|s| s.0),
+            Some(2),
+            "first segment: the leader's msn 2 (media 4 s)"
+        );
+        assert!(ours.len() >= 5, "{ours:?}");
+        for s in &ours {
+            assert!(
+                theirs.contains(s),
+                "{s:?} not among the leader's {theirs:?}"
+            );
+        }
+        assert!(
+            parts(&out)[0].independent,
+            "the first part starts with a keyframe"
+        );
+        // Skipped keyframes (every odd second) opened nothing.
+        assert!(ours.iter().all(|s| (s.2 - 2.0).abs() < 0.01), "{ours:?}");
+    }
+
     #[test]
     fn segments_cut_on_keyframes_at_target() {
         let mut seg = Segmenter::new(cut());
