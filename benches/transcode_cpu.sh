@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# transcode_cpu.sh [SECS=30] — CPU of the default ladder at real time, three ways in one run:
+# transcode_cpu.sh [SECS=30] [ROUNDS=1] — CPU of the default ladder at real time, three ways in
+# one run (ROUNDS times, interleaved, so a busy neighbour on the machine hits all three alike):
 #   1. ferrocast, pipelines/default.toml, fed a 1280x720 30 fps publisher over RTMP: 480p and
 #      360p rungs (the 720p rung is skipped for a 720p source), split by thread name into
 #      decode / 480p / 360p / the rest (proc_threads.py); and ferrocast on the passthrough
@@ -13,6 +14,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$HERE/.." && pwd)
 SECS=${1:-30}
+ROUNDS=${2:-1}
 WARM=8
 OUT=${BENCH_OUT:-/tmp/ferrocast-bench}
 RUN=$OUT/runs/transcode_cpu.$(date +%Y%m%d-%H%M%S); mkdir -p "$RUN"
@@ -64,9 +66,7 @@ for r, v in sorted(lags.items()):
 PY
 }
 
-ferrocast_run fc_ladder default
-ferrocast_run fc_passthrough passthrough
-
+gst_run() {  # gst_run LABEL
 # gst-launch-1.0: same decode and encoders; queues named so their threads can be told apart.
 gst-launch-1.0 -q filesrc location="$CLIP" ! flvdemux name=d d.video ! queue name=decode ! h264parse \
   ! avdec_h264 max-threads=2 ! tee name=t \
@@ -74,19 +74,30 @@ gst-launch-1.0 -q filesrc location="$CLIP" ! flvdemux name=d d.video ! queue nam
      ! x264enc bitrate=1200 $X264 ! video/x-h264,profile=main ! h264parse ! fakesink sync=true \
   t. ! queue name=rung-360p max-size-buffers=15 ! videoscale ! videoconvert ! video/x-raw,width=640,height=360,pixel-aspect-ratio=1/1 \
      ! x264enc bitrate=700 $X264 ! video/x-h264,profile=main ! h264parse ! fakesink sync=true \
-  > "$RUN/gst-launch.log" 2>&1 &
+  > "$RUN/$1.log" 2>&1 &
 GST=$!; PIDS+=($GST)
 sleep "$WARM"
-python3 "$HERE/proc_threads.py" "$GST" "$SECS" decode=decode 480p=rung-480p 360p=rung-360p | sed "s/^/gst_launch_/"
+python3 "$HERE/proc_threads.py" "$GST" "$SECS" decode=decode 480p=rung-480p 360p=rung-360p | sed "s/^/${1}_/"
 kill "$GST"; wait "$GST" 2>/dev/null
+}
+
+ffmpeg_run() {  # ffmpeg_run LABEL
 
 # ffmpeg: same decode, scale and x264 settings.
 XF="-c:v libx264 -preset veryfast -tune zerolatency -profile:v main -g 600 -sc_threshold 0 -f null -"
 ffmpeg -hide_banner -nostdin -loglevel error -re -i "$CLIP" -filter_complex \
   "[0:v]split=2[a][b];[a]scale=854:480[a1];[b]scale=640:360[b1]" \
-  -map "[a1]" -b:v 1200k $XF -map "[b1]" -b:v 700k $XF > "$RUN/ffmpeg.log" 2>&1 &
+  -map "[a1]" -b:v 1200k $XF -map "[b1]" -b:v 700k $XF > "$RUN/$1.log" 2>&1 &
 FF=$!; PIDS+=($FF)
 sleep "$WARM"
-python3 "$HERE/proc_threads.py" "$FF" "$SECS" | sed "s/^/ffmpeg_/" | grep total
+python3 "$HERE/proc_threads.py" "$FF" "$SECS" | sed "s/^/${1}_/" | grep total
 kill "$FF"; wait "$FF" 2>/dev/null
+}
+
+ferrocast_run fc_passthrough passthrough
+for r in $(seq 1 "$ROUNDS"); do
+  ferrocast_run "r${r}_fc_ladder" default
+  gst_run "r${r}_gst_launch"
+  ffmpeg_run "r${r}_ffmpeg"
+done
 echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)"

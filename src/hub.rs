@@ -358,3 +358,40 @@ impl Drop for PublishHandle {
         self.hub.release(&self.live, self.id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edited_pipeline_applies_to_new_streams_and_a_broken_edit_falls_back() {
+        let dir = std::env::temp_dir().join(format!("ferrocast-hub-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+        let file = dir.join("pipelines/p.toml");
+        std::fs::write(
+            dir.join("c.toml"),
+            "[[stream]]\nname = \"a\"\nkey = \"k\"\npipeline = \"p\"\n",
+        )
+        .unwrap();
+        std::fs::write(&file, "description = \"one\"\n").unwrap();
+        let config = crate::config::load_with_base(&dir.join("c.toml"), &dir).unwrap();
+        let hub = Hub::new(Arc::new(config), Arc::new(Store::default()), Arc::default());
+        let desc = |hub: &Hub| hub.current_pipeline("p").and_then(|p| p.description);
+        assert_eq!(desc(&hub).as_deref(), Some("one"));
+        std::fs::write(&file, "description = \"two\"\n").unwrap();
+        assert_eq!(
+            desc(&hub).as_deref(),
+            Some("two"),
+            "edits apply at the next start"
+        );
+        std::fs::write(&file, "description = \"three\"\nbogus = 1\n").unwrap();
+        assert_eq!(
+            desc(&hub).as_deref(),
+            Some("two"),
+            "a broken edit keeps the last good version"
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(desc(&hub).as_deref(), Some("two"), "so does a deleted file");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
