@@ -353,11 +353,12 @@ async fn browser_switches_rungs_without_stalling() {
         samples
             .iter()
             .map(|s| format!(
-                "  currentTime={:.2} level={} videoHeight={} state={}",
+                "  currentTime={:.2} level={} videoHeight={} state={} errors={}",
                 f(&s["currentTime"]).unwrap_or(-1.0),
                 s["level"],
                 s["videoHeight"],
-                s["state"].as_str().unwrap_or("?")
+                s["state"].as_str().unwrap_or("?"),
+                s["errors"]
             ))
             .collect::<Vec<_>>()
             .join("\n")
