@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use gstreamer as gst;
+use gstreamer::glib;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
@@ -168,8 +169,6 @@ fn set_property(element: &gst::Element, name: &str, value: &str) -> Result<(), S
     element.set_property_from_value(name, &v);
     Ok(())
 }
-
-use gstreamer::glib;
 
 /// What a rung's packager receives.
 #[derive(Debug)]
@@ -1012,5 +1011,92 @@ impl RungOut {
                 tracing::warn!(rung = %self.name, dropped = self.dropped, "rung packager queue full; encoded frames dropped");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_through_gstreamer_nanoseconds() {
+        for t in [0i64, 1, 2, 3000, 3003, 90_000, 123_456_789] {
+            assert_eq!(ns_to_ticks(ticks_to_ns(t)), t, "{t}");
+        }
+        assert_eq!(
+            ticks_to_ns(0),
+            GST_ORIGIN_NS,
+            "GStreamer time starts at 1000 h"
+        );
+        assert_eq!(ticks_to_ns(90_000) - GST_ORIGIN_NS, 1_000_000_000);
+    }
+
+    #[test]
+    fn check_reports_missing_elements_and_bad_properties_by_name() {
+        let mut rung = Rung {
+            name: "r".into(),
+            width: None,
+            height: 360,
+            fps: None,
+            bitrate_kbps: 600,
+            profile: "main".into(),
+            encoder: ladder::Encoder {
+                element: "no-such-encoder-element".into(),
+                pos: ladder::Pos { line: 3, col: 11 },
+                properties: Vec::new(),
+            },
+            pos: ladder::Pos { line: 1, col: 1 },
+            bitrate_pos: ladder::Pos { line: 2, col: 11 },
+        };
+        let mut p = Pipeline {
+            name: "p".into(),
+            path: "p.toml".into(),
+            description: None,
+            source: true,
+            rungs: vec![rung.clone()],
+        };
+        let msgs: Vec<String> = check_elements(&p).iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            msgs,
+            ["p.toml:3:11: rung `r`: encoder element `no-such-encoder-element` is not installed in this GStreamer; `gst-inspect-1.0 no-such-encoder-element` shows whether it is"]
+        );
+        rung.encoder.element = "x264enc".into();
+        rung.encoder.properties = vec![
+            (
+                "speed-preset".into(),
+                "warp".into(),
+                ladder::Pos { line: 4, col: 16 },
+            ),
+            (
+                "colour".into(),
+                "1".into(),
+                ladder::Pos { line: 5, col: 10 },
+            ),
+            (
+                "tune".into(),
+                "zerolatency".into(),
+                ladder::Pos { line: 6, col: 8 },
+            ),
+        ];
+        p.rungs = vec![rung.clone()];
+        let msgs: Vec<String> = check_elements(&p).iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "p.toml:4:16: rung `r`: `warp` is not a valid value for property `speed-preset` of `x264enc` (type GstX264EncPreset)",
+                "p.toml:5:10: rung `r`: encoder `x264enc` has no property `colour`",
+            ]
+        );
+        rung.encoder.element = "videoscale".into();
+        rung.encoder.properties.clear();
+        p.rungs = vec![rung];
+        let msgs: Vec<String> = check_elements(&p).iter().map(|d| d.to_string()).collect();
+        assert_eq!(
+            msgs,
+            [
+                "p.toml:3:11: rung `r`: `videoscale` is not a video encoder",
+                "p.toml:2:11: rung `r`: encoder `videoscale` has no `bitrate` property; set its rate control in [rung.encoder] instead",
+            ]
+        );
     }
 }
