@@ -239,7 +239,13 @@ impl Hub {
                     tx,
                 });
             }
-            match transcoder::spawn(name.to_string(), p, live.tx.subscribe(), outputs) {
+            match transcoder::spawn(
+                name.to_string(),
+                p,
+                live.tx.subscribe(),
+                outputs,
+                self.metrics.clone(),
+            ) {
                 Ok(t) => tasks.push(t),
                 Err(e) => tracing::error!(stream = name, "transcoded rungs are off: {e}"),
             }

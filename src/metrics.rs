@@ -19,6 +19,10 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     pub http_bytes: AtomicU64,
     pub http_blocking_timeouts: AtomicU64,
+    /// Transcoded rung pipelines that failed or fell behind real time (each is restarted or dropped).
+    pub rung_failures: AtomicU64,
+    /// Frames the transcoders dropped because a stage was full (input, decoder, a rung's encoder).
+    pub transcode_dropped_frames: AtomicU64,
     lag_buckets: [AtomicU64; LAG_BUCKETS_MS.len()],
     lag_count: AtomicU64,
     lag_sum_ms: AtomicU64,
@@ -38,7 +42,7 @@ impl Metrics {
 
     pub fn render(&self, live_streams: usize) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 13] = [
             (
                 "ferrocast_rtmp_connections_total",
                 "RTMP connections accepted",
@@ -93,6 +97,16 @@ impl Metrics {
                 "ferrocast_http_blocking_timeouts_total",
                 "Blocking requests answered 503",
                 &self.http_blocking_timeouts,
+            ),
+            (
+                "ferrocast_rung_failures_total",
+                "Transcoded rung pipelines that failed or fell behind real time",
+                &self.rung_failures,
+            ),
+            (
+                "ferrocast_transcode_dropped_frames_total",
+                "Frames dropped by transcoders because a stage was full",
+                &self.transcode_dropped_frames,
             ),
         ];
         for (name, help, v) in counters {

@@ -245,4 +245,9 @@ async fn a_failing_rung_is_dropped_while_the_others_keep_moving() {
         "no failure logged for the bad rung"
     );
     assert!(logs.contains("restarting in"), "no restart logged");
+    let failures = srv.metrics().await.get("ferrocast_rung_failures_total");
+    assert!(
+        failures >= 1.0,
+        "ferrocast_rung_failures_total = {failures}"
+    );
 }

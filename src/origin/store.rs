@@ -662,6 +662,24 @@ mod tests {
     }
 
     #[test]
+    fn a_jump_in_media_sequence_starts_the_window_afresh() {
+        // A restarted rung resumes at its source's current number; the missing segments must
+        // not be renumbered into existence.
+        let e = entry(6);
+        feed(&e, 0, 3, 0, None);
+        let old = format!("seg-{}-1.m4s", e.epoch);
+        assert!(e.renditions[0].object(&old).is_some());
+        feed(&e, 7, 2, 1, None);
+        let text = playlist_text(&e);
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{text}");
+        assert!(
+            e.renditions[0].object(&old).is_none(),
+            "old segments evicted"
+        );
+        assert_eq!(e.renditions[0].last_position(), Some((9, Some(0))));
+    }
+
+    #[test]
     fn ended_streams_are_swept_after_keep() {
         let store = Store::default();
         let e = store.create("s", &["source"], Duration::from_secs(2), 0.201, 6);

@@ -29,6 +29,7 @@ use tokio::sync::{broadcast, mpsc as tmpsc};
 use crate::config::{Diagnostic, Pipeline};
 use crate::hub::HubMsg;
 use crate::media::{h264, AudioConfig, Frame, Track, VideoConfig, TIMESCALE};
+use crate::metrics::Metrics;
 use crate::origin::store::unix_ms;
 use crate::pipeline::ladder::{self, Rung, Selected};
 
@@ -213,6 +214,7 @@ struct Shared {
     keyframes: Mutex<VecDeque<u64>>,
     /// The feeds of running rungs, by rung slot.
     feeds: Mutex<Vec<Option<Feed>>>,
+    metrics: Arc<Metrics>,
 }
 
 const PICTURES_KEPT: usize = 512;
@@ -254,13 +256,15 @@ pub fn spawn(
     pipeline: Pipeline,
     mut rx: broadcast::Receiver<HubMsg>,
     rungs: Vec<RungOutput>,
+    metrics: Arc<Metrics>,
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     init()?;
     let (tx, in_rx) = mpsc::sync_channel::<HubMsg>(INPUT_QUEUE);
     let name = stream.clone();
+    let m = metrics.clone();
     let thread = std::thread::Builder::new()
         .name(format!("transcode-{stream}"))
-        .spawn(move || Control::new(stream, pipeline, rungs).run(in_rx))
+        .spawn(move || Control::new(stream, pipeline, rungs, m).run(in_rx))
         .map_err(|e| format!("cannot start the transcoder thread: {e}"))?;
     Ok(tokio::spawn(async move {
         // Drop-and-resync: when the thread cannot keep up, skip to the next keyframe.
@@ -270,6 +274,9 @@ pub fn spawn(
             let msg = match rx.recv().await {
                 Ok(m) => m,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
+                    metrics
+                        .transcode_dropped_frames
+                        .fetch_add(n, Ordering::Relaxed);
                     tracing::warn!(stream = %name, missed = n, "transcoder fell behind the hub; resuming at the next keyframe");
                     skipping = true;
                     continue;
@@ -280,6 +287,9 @@ pub fn spawn(
             if let HubMsg::Frame(f) = &msg {
                 if skipping && !(f.track == Track::Video && f.keyframe) {
                     dropped += 1;
+                    metrics
+                        .transcode_dropped_frames
+                        .fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
             }
@@ -297,6 +307,9 @@ pub fn spawn(
                     }
                     skipping = true;
                     dropped += 1;
+                    metrics
+                        .transcode_dropped_frames
+                        .fetch_add(1, Ordering::Relaxed);
                     if matches!(m, HubMsg::End | HubMsg::Stop | HubMsg::Start { .. }) {
                         // Control messages must arrive; wait for room (off the async threads).
                         let tx = tx.clone();
@@ -336,10 +349,16 @@ struct Control {
     decoder_failures: usize,
     decoder_retry_at: Option<Instant>,
     input_dropped: u64,
+    metrics: Arc<Metrics>,
 }
 
 impl Control {
-    fn new(stream: String, pipeline: Pipeline, rungs: Vec<RungOutput>) -> Self {
+    fn new(
+        stream: String,
+        pipeline: Pipeline,
+        rungs: Vec<RungOutput>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let n = rungs.len();
         Control {
             stream,
@@ -360,6 +379,7 @@ impl Control {
                 pictures: Mutex::new(VecDeque::with_capacity(PICTURES_KEPT)),
                 keyframes: Mutex::new(VecDeque::with_capacity(KEYFRAMES_KEPT)),
                 feeds: Mutex::new(vec![None; n]),
+                metrics: metrics.clone(),
             }),
             decoder: None,
             video: None,
@@ -368,6 +388,7 @@ impl Control {
             decoder_failures: 0,
             decoder_retry_at: None,
             input_dropped: 0,
+            metrics,
         }
     }
 
@@ -507,6 +528,7 @@ impl Control {
     }
 
     fn rung_failed(&mut self, i: usize) {
+        self.metrics.rung_failures.fetch_add(1, Ordering::Relaxed);
         self.stop_rung(i);
         let slot = &mut self.slots[i];
         let _ = slot.out.tx.try_send(RungMsg::Hide);
@@ -554,6 +576,9 @@ impl Control {
             }
             self.need_key = true;
             self.input_dropped += 1;
+            self.metrics
+                .transcode_dropped_frames
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
         if self.need_key && self.input_dropped > 0 {
@@ -759,6 +784,10 @@ fn fan_out(shared: &Shared, sample: &gst::Sample) {
         }
         if feed.src.current_level_buffers() >= RUNG_QUEUE {
             feed.dropped += 1;
+            shared
+                .metrics
+                .transcode_dropped_frames
+                .fetch_add(1, Ordering::Relaxed);
             if feed.dropping_since.is_none() {
                 feed.dropping_since = Some(Instant::now());
                 tracing::warn!(rung = %feed.src.name(), "encoder cannot keep up ({RUNG_QUEUE} frames queued); dropping frames");
