@@ -224,7 +224,8 @@ impl Hub {
             for (i, rung) in p.rungs.iter().enumerate() {
                 let (tx, rx) = tokio::sync::mpsc::channel(transcoder::RUNG_OUT_QUEUE);
                 // Until measured, advertise the video bitrate plus a typical AAC track.
-                let nominal = (rung.bitrate_kbps as u64 + 128) * 1000;
+                let nominal =
+                    (rung.bitrate_kbps as u64 + rung.audio_kbps.unwrap_or(128) as u64) * 1000;
                 tasks.push(tokio::spawn(packager::run_rung(
                     entry.clone(),
                     first + i,

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::hls::{self, MediaPlaylist};
+use common::mp4;
 use common::*;
 
 async fn media(srv: &TestServer, rendition: &str) -> Option<MediaPlaylist> {
@@ -188,13 +189,25 @@ async fn default_ladder_rungs_decode_and_cut_alike() {
 }
 
 /// A pipeline whose `bad` rung passes `check` (the element and property exist) but fails as
-/// soon as the encoder starts: x264 rejects the option string.
+/// soon as the encoder starts: x264 rejects the option string. The healthy rung also
+/// re-encodes its audio (64 kbit/s AAC instead of the source's 128).
 fn broken_pipeline() -> String {
     "[source]\npassthrough = true\n\n\
      [[rung]]\nname = \"bad\"\nheight = 480\nbitrate = 1000\n\
      [rung.encoder]\nelement = \"x264enc\"\noption-string = \"no-such-option=1\"\n\n\
-     [[rung]]\nname = \"360p\"\nheight = 360\nbitrate = 600\n"
+     [[rung]]\nname = \"360p\"\nheight = 360\nbitrate = 600\naudio_bitrate = 64\n"
         .to_string()
+}
+
+/// Bytes of audio samples in a segment (init + media).
+fn audio_bytes(init: &[u8], media: &[u8]) -> u64 {
+    let init = mp4::parse_init(init);
+    let id = init.audio().id;
+    mp4::parse_fragments(media, &init)
+        .iter()
+        .flat_map(|f| f.runs.iter().filter(|r| r.track_id == id))
+        .flat_map(|r| r.samples.iter().map(|s| u64::from(s.size)))
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,6 +258,36 @@ async fn a_failing_rung_is_dropped_while_the_others_keep_moving() {
         "no failure logged for the bad rung"
     );
     assert!(logs.contains("restarting in"), "no restart logged");
+    // The healthy rung's audio was re-encoded: about half the source's bytes, still AAC.
+    let (src_p, rung_p) = (
+        media(&srv, "source").await.unwrap(),
+        media(&srv, "360p").await.unwrap(),
+    );
+    let seg = rung_p.segments.last().expect("a 360p segment");
+    let same = src_p
+        .segment(seg.msn)
+        .expect("the source has the same segment");
+    let mut sizes = Vec::new();
+    for (r, s) in [("source", same), ("360p", seg)] {
+        let base = format!("/live/{STREAM}/{r}/");
+        let init = srv.get(&format!("{base}{}", s.map.clone().unwrap())).await;
+        let body = srv.get(&format!("{base}{}", s.uri)).await;
+        sizes.push(audio_bytes(&init.body, &body.body));
+        let path = write_file(dir.path(), &format!("{r}.mp4"), &[&init.body, &body.body]);
+        let p = probe(&path);
+        assert_eq!(
+            (p.audio_codec.as_str(), p.sample_rate, p.channels),
+            ("aac", 48_000, 2),
+            "{r}"
+        );
+    }
+    let ratio = sizes[1] as f64 / sizes[0] as f64;
+    assert!(
+        (0.35..0.7).contains(&ratio),
+        "audio bytes source {} vs 360p {}",
+        sizes[0],
+        sizes[1]
+    );
     let failures = srv.metrics().await.get("ferrocast_rung_failures_total");
     assert!(
         failures >= 1.0,

@@ -37,6 +37,11 @@ pub const MAX_FPS: u32 = 120;
 /// Video bitrate range in kbit/s; below 50 H.264 is a slideshow, above 100 Mb/s is not HLS.
 pub const MIN_BITRATE_KBPS: u32 = 50;
 pub const MAX_BITRATE_KBPS: u32 = 100_000;
+/// AAC re-encode bitrate range in kbit/s (`audio_bitrate`).
+pub const MIN_AUDIO_KBPS: u32 = 16;
+pub const MAX_AUDIO_KBPS: u32 = 320;
+/// Element that re-encodes a rung's audio to AAC-LC (gstreamer1.0-libav).
+pub const AUDIO_ENCODER: &str = "avenc_aac";
 /// Rungs per pipeline: each costs an encoder; beyond this the ladder is a mistake.
 pub const MAX_RUNGS: usize = 8;
 
@@ -71,6 +76,8 @@ pub struct Rung {
     pub fps: Option<u32>,
     /// Video bitrate in kbit/s (the encoder's `bitrate` property).
     pub bitrate_kbps: u32,
+    /// Re-encode the audio to AAC-LC at this many kbit/s; None passes the source audio through.
+    pub audio_kbps: Option<u32>,
     pub profile: String,
     pub encoder: Encoder,
     pub pos: Pos,
@@ -136,8 +143,8 @@ fn get_int(
 
 fn rung_hint(key: &str) -> Option<&'static str> {
     match key {
-        "audio" | "audio_bitrate" | "aac" => Some(
-            "per-rung audio re-encoding is not available in this version; every rung carries the source audio",
+        "audio" | "aac" | "audio_kbps" => Some(
+            "to re-encode this rung's audio, write `audio_bitrate` in kbit/s (AAC-LC); without it the source audio is passed through",
         ),
         "video_bitrate" | "kbps" | "bitrate_kbps" => Some("write the video bitrate as `bitrate` in kbit/s"),
         "framerate" | "rate" => Some("did you mean `fps`?"),
@@ -199,7 +206,14 @@ fn parse_rung(
         t,
         ctx,
         &[
-            "name", "width", "height", "fps", "bitrate", "profile", "encoder",
+            "name",
+            "width",
+            "height",
+            "fps",
+            "bitrate",
+            "audio_bitrate",
+            "profile",
+            "encoder",
         ],
         rung_hint,
     );
@@ -284,6 +298,15 @@ fn parse_rung(
             format!("{label} is missing `bitrate` (video kbit/s, e.g. bitrate = 1200)"),
         );
     }
+    let audio_kbps = get_int(
+        src,
+        t,
+        "audio_bitrate",
+        (MIN_AUDIO_KBPS, MAX_AUDIO_KBPS),
+        " kbit/s",
+    );
+    let audio_ok = audio_kbps.is_some() || !t.contains_key("audio_bitrate");
+    let audio_kbps = audio_kbps.map(|(n, _)| n);
     let profile = match get_str(src, t, "profile", ctx) {
         Some((p, _)) if PROFILES.contains(&p) => Some(p.to_string()),
         Some((p, span)) => {
@@ -309,12 +332,13 @@ fn parse_rung(
             Some((bitrate_kbps, bitrate_pos)),
             Some(profile),
             Some(encoder),
-        ) if width.is_some() || !t.contains_key("width") => Some(Rung {
+        ) if (width.is_some() || !t.contains_key("width")) && audio_ok => Some(Rung {
             name,
             width,
             height,
             fps,
             bitrate_kbps,
+            audio_kbps,
             profile,
             encoder,
             pos,
@@ -567,8 +591,8 @@ mod tests {
                 "p.toml:7:11: `bitrate` in [[rung]] must be between 50 and 100000 kbit/s, found 10",
                 "p.toml:8:7: `fps` in [[rung]] must be between 1 and 120 frames per second, found 0",
                 "p.toml:9:11: `profile` in [[rung]]: unknown H.264 profile `extreme`; expected one of: baseline, constrained-baseline, main, high",
-                "p.toml:10:1: unknown key `audio` in [[rung]]; expected one of: name, width, height, fps, bitrate, profile, encoder (per-rung audio re-encoding is not available in this version; every rung carries the source audio)",
-                "p.toml:11:1: unknown key `widht` in [[rung]]; expected one of: name, width, height, fps, bitrate, profile, encoder (did you mean `width`?)",
+                "p.toml:10:1: unknown key `audio` in [[rung]]; expected one of: name, width, height, fps, bitrate, audio_bitrate, profile, encoder (to re-encode this rung's audio, write `audio_bitrate` in kbit/s (AAC-LC); without it the source audio is passed through)",
+                "p.toml:11:1: unknown key `widht` in [[rung]]; expected one of: name, width, height, fps, bitrate, audio_bitrate, profile, encoder (did you mean `width`?)",
                 "p.toml:13:1: [[rung]] is missing `name`",
                 "p.toml:13:1: [[rung]] is missing `bitrate` (video kbit/s, e.g. bitrate = 1200)",
                 "p.toml:17:8: invalid rung name `a b`: must be 1 to 64 characters of A-Z, a-z, 0-9, `_` and `-` (it appears in URLs)",
@@ -578,6 +602,22 @@ mod tests {
                 "p.toml:28:11: encoder property `bitrate` in [[rung]] `x` must be a string, number or boolean, found array",
                 "p.toml:31:8: duplicate rung name `x` (first defined on line 23)",
             ]
+        );
+    }
+
+    #[test]
+    fn audio_bitrate_asks_for_an_aac_re_encode() {
+        let p = parse("[[rung]]\nname = \"a\"\nheight = 360\nbitrate = 600\naudio_bitrate = 64\n")
+            .unwrap();
+        assert_eq!(p.rungs[0].audio_kbps, Some(64));
+        assert_eq!(
+            parse(LADDER).unwrap().rungs[0].audio_kbps,
+            None,
+            "default: passed through"
+        );
+        assert_eq!(
+            parse("[[rung]]\nname = \"a\"\nheight = 360\nbitrate = 600\naudio_bitrate = 8\n").unwrap_err(),
+            ["p.toml:5:17: `audio_bitrate` in [[rung]] must be between 16 and 320 kbit/s, found 8"]
         );
     }
 

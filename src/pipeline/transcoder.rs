@@ -28,7 +28,7 @@ use tokio::sync::{broadcast, mpsc as tmpsc};
 
 use crate::config::{Diagnostic, Pipeline};
 use crate::hub::HubMsg;
-use crate::media::{h264, AudioConfig, Frame, Track, VideoConfig, TIMESCALE};
+use crate::media::{aac, h264, AudioConfig, Frame, Track, VideoConfig, TIMESCALE};
 use crate::metrics::Metrics;
 use crate::origin::store::unix_ms;
 use crate::pipeline::ladder::{self, Rung, Selected};
@@ -90,6 +90,22 @@ pub fn check_elements(p: &Pipeline) -> Vec<Diagnostic> {
                 p.rungs[0].pos,
                 format!("GStreamer element `{what}` (needed by every transcoded rung) is not installed (Debian package {hint})"),
             ));
+        }
+    }
+    if p.rungs.iter().any(|r| r.audio_kbps.is_some()) {
+        for what in [
+            "avdec_aac",
+            ladder::AUDIO_ENCODER,
+            "aacparse",
+            "audioconvert",
+            "audioresample",
+        ] {
+            if gst::ElementFactory::find(what).is_none() {
+                out.push(diag(
+                    p.rungs[0].pos,
+                    format!("GStreamer element `{what}` (needed to re-encode audio, `audio_bitrate`) is not installed (Debian packages gstreamer1.0-libav, gstreamer1.0-plugins-good, gstreamer1.0-plugins-base)"),
+                ));
+            }
         }
     }
     for r in &p.rungs {
@@ -331,6 +347,8 @@ struct Slot {
     out: RungOutput,
     selected: Option<Selected>,
     running: Option<gst::Pipeline>,
+    /// The rung's AAC re-encoder, when it has `audio_bitrate`.
+    audio: Option<(gst::Pipeline, gst_app::AppSrc)>,
     failures: usize,
     restart_at: Option<Instant>,
     dropped_for_session: bool,
@@ -369,6 +387,7 @@ impl Control {
                     out,
                     selected: None,
                     running: None,
+                    audio: None,
                     failures: 0,
                     restart_at: None,
                     dropped_for_session: false,
@@ -427,9 +446,13 @@ impl Control {
         self.need_key = true;
         self.decoder_failures = 0;
         self.shared.base.store(i64::MIN, Ordering::Relaxed);
-        self.broadcast(|| RungMsg::Session {
-            audio: audio.clone(),
-        });
+        for s in &self.slots {
+            let audio = match (&audio, s.out.rung.audio_kbps) {
+                (Some(a), Some(_)) => reencoded_audio(a),
+                _ => audio.clone(),
+            };
+            let _ = s.out.tx.try_send(RungMsg::Session { audio });
+        }
         let Some(v) = video else {
             tracing::info!(stream = %self.stream, "no video: transcoded rungs are not used");
             self.broadcast(|| RungMsg::Hide);
@@ -499,6 +522,20 @@ impl Control {
         };
         let rung = self.slots[i].out.rung.clone();
         let tx = self.slots[i].out.tx.clone();
+        let audio = match (&self.audio, rung.audio_kbps) {
+            (Some(a), Some(kbps)) => {
+                match build_audio(&rung.name, a, kbps, self.shared.clone(), tx.clone()) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        tracing::error!(stream = %self.stream, rung = %rung.name, "audio re-encoder cannot start: {e}");
+                        self.rung_failed(i);
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
+        self.slots[i].audio = audio;
         match build_rung(&rung, &sel, self.video.as_ref(), self.shared.clone(), tx) {
             Ok((p, src)) => {
                 tracing::info!(stream = %self.stream, rung = %rung.name, "rung started: {}x{} {} kbit/s with {}", sel.width, sel.height, rung.bitrate_kbps, rung.encoder.element);
@@ -523,6 +560,9 @@ impl Control {
     fn stop_rung(&mut self, i: usize) {
         self.shared.feeds.lock().unwrap_or_else(|e| e.into_inner())[i] = None;
         if let Some(p) = self.slots[i].running.take() {
+            let _ = p.set_state(gst::State::Null);
+        }
+        if let Some((p, _)) = self.slots[i].audio.take() {
             let _ = p.set_state(gst::State::Null);
         }
     }
@@ -557,9 +597,26 @@ impl Control {
 
     fn frame(&mut self, f: Frame) {
         if f.track == Track::Audio {
+            let base = self.shared.base.load(Ordering::Relaxed);
             for s in &self.slots {
-                if s.running.is_some() {
-                    let _ = s.out.tx.try_send(RungMsg::Audio(f.clone()));
+                if s.running.is_none() {
+                    continue;
+                }
+                match &s.audio {
+                    None => {
+                        let _ = s.out.tx.try_send(RungMsg::Audio(f.clone()));
+                    }
+                    // Audio before the first picture has no place on the timeline yet.
+                    Some((_, src)) if base != i64::MIN && f.dts >= base => {
+                        let mut buf = gst::Buffer::from_slice(f.data.clone());
+                        if let Some(b) = buf.get_mut() {
+                            b.set_pts(gst::ClockTime::from_nseconds(ticks_to_ns(f.dts - base)));
+                        }
+                        if src.current_level_buffers() < DECODE_QUEUE {
+                            let _ = src.push_buffer(buf);
+                        }
+                    }
+                    Some(_) => {}
                 }
             }
             return;
@@ -648,7 +705,8 @@ impl Control {
         }
         for i in 0..self.slots.len() {
             if let Some(p) = &self.slots[i].running {
-                if let Some(err) = bus_error(p) {
+                let audio_err = self.slots[i].audio.as_ref().and_then(|(a, _)| bus_error(a));
+                if let Some(err) = bus_error(p).or(audio_err) {
                     tracing::error!(stream = %self.stream, rung = %self.slots[i].out.rung.name, "rung pipeline failed: {err}");
                     self.rung_failed(i);
                     continue;
@@ -931,6 +989,113 @@ fn build_rung(
     Ok((p, src))
 }
 
+/// The AAC-LC configuration a rung's audio re-encoder produces from `source`'s audio (same
+/// rate and channels).
+fn reencoded_audio(source: &AudioConfig) -> Option<AudioConfig> {
+    let asc = aac::audio_specific_config(2, source.sample_rate, source.channels).ok()?;
+    Some(AudioConfig {
+        asc,
+        object_type: 2,
+        sample_rate: source.sample_rate,
+        channels: source.channels,
+        samples_per_frame: 1024,
+    })
+}
+
+/// appsrc(AAC) ! avdec_aac ! audioconvert ! audioresample ! caps ! avenc_aac ! aacparse ! appsink
+fn build_audio(
+    rung: &str,
+    source: &AudioConfig,
+    kbps: u32,
+    shared: Arc<Shared>,
+    tx: tmpsc::Sender<RungMsg>,
+) -> Result<(gst::Pipeline, gst_app::AppSrc), String> {
+    let caps = gst::Caps::builder("audio/mpeg")
+        .field("mpegversion", 4i32)
+        .field("stream-format", "raw")
+        .field("codec_data", gst::Buffer::from_slice(source.asc.clone()))
+        .build();
+    let src = gst_app::AppSrc::builder()
+        .name(format!("rung-{rung}-aac"))
+        .caps(&caps)
+        .format(gst::Format::Time)
+        .is_live(true)
+        .build();
+    let dec = make("avdec_aac")?;
+    let convert = make("audioconvert")?;
+    let resample = make("audioresample")?;
+    let raw = make("capsfilter")?;
+    raw.set_property(
+        "caps",
+        gst::Caps::builder("audio/x-raw")
+            .field("rate", source.sample_rate as i32)
+            .field("channels", source.channels as i32)
+            .build(),
+    );
+    let enc = make(ladder::AUDIO_ENCODER)?;
+    set_property(&enc, "bitrate", &(kbps as u64 * 1000).to_string())?;
+    let parse = make("aacparse")?;
+    let sink = gst_app::AppSink::builder()
+        .caps(
+            &gst::Caps::builder("audio/mpeg")
+                .field("mpegversion", 4i32)
+                .field("stream-format", "raw")
+                .build(),
+        )
+        .sync(false)
+        .build();
+    let p = gst::Pipeline::with_name(&format!("rung-{rung}-aac"));
+    let chain = [
+        src.upcast_ref(),
+        &dec,
+        &convert,
+        &resample,
+        &raw,
+        &enc,
+        &parse,
+        sink.upcast_ref(),
+    ];
+    p.add_many(chain).map_err(|e| e.to_string())?;
+    gst::Element::link_many(chain).map_err(|e| format!("cannot link the audio re-encoder: {e}"))?;
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let (Some(buffer), Some(pts)) =
+                    (sample.buffer(), sample.buffer().and_then(|b| b.pts()))
+                else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let rt = sample
+                    .segment()
+                    .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+                    .and_then(|s| s.to_running_time(pts))
+                    .unwrap_or(pts);
+                let base = shared.base.load(Ordering::Relaxed);
+                if base == i64::MIN {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
+                let Ok(map) = buffer.map_readable() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let frame = Frame {
+                    track: Track::Audio,
+                    dts: base + ns_to_ticks(rt.nseconds()),
+                    cts: 0,
+                    keyframe: true,
+                    data: Bytes::copy_from_slice(map.as_slice()),
+                    arrival_ms: unix_ms(SystemTime::now()),
+                };
+                let _ = tx.try_send(RungMsg::Audio(frame));
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    p.set_state(gst::State::Playing)
+        .map_err(|e| format!("audio re-encoder does not start: {e}"))?;
+    Ok((p, src))
+}
+
 /// Turns a rung's encoded samples back into [`Frame`]s on the source's timeline.
 struct RungOut {
     shared: Arc<Shared>,
@@ -1068,6 +1233,7 @@ mod tests {
             height: 360,
             fps: None,
             bitrate_kbps: 600,
+            audio_kbps: None,
             profile: "main".into(),
             encoder: ladder::Encoder {
                 element: "no-such-encoder-element".into(),
