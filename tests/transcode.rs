@@ -161,6 +161,21 @@ async fn default_ladder_rungs_decode_and_cut_alike() {
         }
     }
     assert!(compared >= 6, "only {compared} segments in common");
+    // Parts too: same count and durations (within a tick of rounding) in every rung.
+    for seg in source.segments.iter().filter(|s| !s.parts.is_empty()) {
+        for rung in ["480p", "360p"] {
+            let Some(other) = lists[rung].segment(seg.msn).filter(|o| !o.parts.is_empty()) else {
+                continue;
+            };
+            let a: Vec<f64> = seg.parts.iter().map(|p| p.duration).collect();
+            let b: Vec<f64> = other.parts.iter().map(|p| p.duration).collect();
+            assert!(
+                a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 0.0015),
+                "msn {}: parts {a:?} in the source, {b:?} in {rung}",
+                seg.msn
+            );
+        }
+    }
 
     // Each rung decodes at its advertised size, with the source's audio.
     let dir = TempDir::new("transcode");

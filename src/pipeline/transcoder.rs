@@ -51,6 +51,8 @@ pub const RESTART_BACKOFF: &[Duration] = &[
     Duration::from_secs(8),
     Duration::from_secs(16),
 ];
+/// Longest wait for the encoders to flush when a publisher leaves.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
 /// Decoder threads: frame threading adds one frame of delay per extra thread.
 const DECODE_THREADS: &str = "2";
 
@@ -423,6 +425,7 @@ impl Control {
                     self.start_session(video, audio);
                 }
                 Ok(HubMsg::Stop) => {
+                    self.drain();
                     self.stop_all();
                     self.broadcast(|| RungMsg::Stop);
                 }
@@ -446,6 +449,17 @@ impl Control {
         self.need_key = true;
         self.decoder_failures = 0;
         self.shared.base.store(i64::MIN, Ordering::Relaxed);
+        // A new session's clock may restart: forget the old session's pictures.
+        self.shared
+            .pictures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.shared
+            .keyframes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         for s in &self.slots {
             let audio = match (&audio, s.out.rung.audio_kbps) {
                 (Some(a), Some(_)) => reencoded_audio(a),
@@ -584,6 +598,39 @@ impl Control {
             }
         }
         slot.failures += 1;
+    }
+
+    /// The publisher left: let the decoder and every encoder finish the pictures they hold,
+    /// so the rungs' last segment ends where the source's does. Bounded by [`DRAIN_LIMIT`].
+    fn drain(&mut self) {
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        let Some((decoder, src)) = self.decoder.as_ref() else {
+            return;
+        };
+        let _ = src.end_of_stream();
+        if !wait_eos(decoder, deadline) {
+            return;
+        }
+        let feeds: Vec<gst_app::AppSrc> = {
+            let feeds = self.shared.feeds.lock().unwrap_or_else(|e| e.into_inner());
+            feeds.iter().flatten().map(|f| f.src.clone()).collect()
+        };
+        for src in feeds {
+            let _ = src.end_of_stream();
+        }
+        for slot in &self.slots {
+            if let Some((_, src)) = &slot.audio {
+                let _ = src.end_of_stream();
+            }
+        }
+        for slot in &self.slots {
+            if let Some(p) = &slot.running {
+                wait_eos(p, deadline);
+            }
+            if let Some((p, _)) = &slot.audio {
+                wait_eos(p, deadline);
+            }
+        }
     }
 
     fn stop_all(&mut self) {
@@ -734,6 +781,21 @@ impl Drop for Control {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+/// Waits until `p` reports end of stream (true), an error, or the deadline passes.
+fn wait_eos(p: &gst::Pipeline, deadline: Instant) -> bool {
+    let Some(bus) = p.bus() else {
+        return false;
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    let Some(msg) = bus.timed_pop_filtered(
+        gst::ClockTime::from_nseconds(left.as_nanos() as u64),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    ) else {
+        return false;
+    };
+    matches!(msg.view(), gst::MessageView::Eos(_))
 }
 
 /// The first error (or an unexpected end) posted on `p`'s bus, if any.
@@ -971,7 +1033,6 @@ fn build_rung(
         config: None,
         fps,
         last_dts: None,
-        shift: 0,
         name: rung.name.clone(),
         dropped: 0,
     };
@@ -1103,8 +1164,6 @@ struct RungOut {
     config: Option<Bytes>,
     fps: Option<f64>,
     last_dts: Option<i64>,
-    /// Composition offset (pts − dts) of the last source keyframe.
-    shift: i64,
     name: String,
     dropped: u64,
 }
@@ -1157,34 +1216,35 @@ impl RungOut {
             return;
         }
         let pts90 = base + ns_to_ticks(rt.nseconds());
-        let pic = {
+        // The rung has no B-frames: its decode order is presentation order. It takes the
+        // source's decode times slot by slot: the picture that is n-th in presentation order
+        // among the recent source pictures gets the n-th decode time. So a keyframe gets exactly
+        // its source keyframe's decode time (where segments are cut), and every other picture
+        // the source's (millisecond-rounded) times, so parts are cut alike too.
+        let (pic, slot_dts) = {
             let pics = self
                 .shared
                 .pictures
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            pics.iter()
+            let pic = pics
+                .iter()
                 .rev()
                 .find(|p| (p.pts - pts90).abs() <= 1)
-                .copied()
+                .copied();
+            let pts = pic.map_or(pts90, |p| p.pts);
+            let rank = pics.iter().filter(|p| p.pts < pts).count();
+            (pic, pics.get(rank).map(|p| p.dts))
         };
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         let (arrival_ms, pts90) = match pic {
-            Some(p) => {
-                if keyframe {
-                    self.shift = p.pts - p.dts;
-                }
-                (p.arrival_ms, p.pts)
-            }
+            Some(p) => (p.arrival_ms, p.pts),
             None => (unix_ms(SystemTime::now()), pts90),
         };
-        // The rung has no B-frames: decode order is presentation order. Its decode times are
-        // its presentation times less the source keyframe's composition offset, so each
-        // keyframe has exactly the source keyframe's decode time (where segments are cut)
-        // and frames in between stay evenly spaced.
+        let dts = slot_dts.unwrap_or(pts90);
         let dts = match self.last_dts {
-            Some(last) => (pts90 - self.shift).max(last + 1).min(pts90),
-            None => pts90 - self.shift,
+            Some(last) => dts.max(last + 1).min(pts90),
+            None => dts.min(pts90),
         };
         self.last_dts = Some(dts);
         let data = match buffer.map_readable() {
