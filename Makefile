@@ -68,7 +68,8 @@ release:
 build:
 	$(CARGO) build
 
-lint:
+# clippy compiles the crate, which links GStreamer: install its development packages first.
+lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 

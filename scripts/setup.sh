@@ -6,7 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want=${1:-run}
-pkgs=(ffmpeg curl ca-certificates pkg-config nodejs npm)
+# GStreamer (transcoded rungs): the server links libgstreamer and runs x264enc, avdec_h264,
+# h264parse, videoscale at runtime; gst-launch-1.0 is used by the CPU benchmark.
+gst=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav gstreamer1.0-tools)
+pkgs=(ffmpeg curl ca-certificates pkg-config nodejs npm "${gst[@]}")
 if [ "$want" = test ]; then
   pkgs+=(chromium fonts-dejavu-core srt-tools nginx)
 fi

@@ -149,15 +149,7 @@ pub struct StreamConfig {
     pub passphrase: Option<String>,
 }
 
-/// One pipeline file. Transcoded ladders come later; for now only the source rung exists.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pipeline {
-    pub name: String,
-    pub path: PathBuf,
-    pub description: Option<String>,
-    /// Pass the source through as a rung (`[source] passthrough`).
-    pub source: bool,
-}
+pub use crate::pipeline::ladder::{Encoder, Pipeline, Pos, Rung};
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -395,14 +387,14 @@ struct PipelineRef {
 }
 
 /// One file's text and the problems found in it so far.
-struct Source<'a> {
+pub(crate) struct Source<'a> {
     file: &'a Path,
-    text: &'a str,
+    pub(crate) text: &'a str,
     diags: Vec<(usize, String)>,
 }
 
 impl<'a> Source<'a> {
-    fn new(file: &'a Path, text: &'a str) -> Self {
+    pub(crate) fn new(file: &'a Path, text: &'a str) -> Self {
         Source {
             file,
             text,
@@ -422,7 +414,7 @@ impl<'a> Source<'a> {
         }
     }
 
-    fn report(&mut self, span: Option<Range<usize>>, message: String) {
+    pub(crate) fn report(&mut self, span: Option<Range<usize>>, message: String) {
         self.diags
             .push((span.map(|s| s.start).unwrap_or(0), message));
     }
@@ -447,7 +439,7 @@ impl<'a> Source<'a> {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;
@@ -459,11 +451,11 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Where a key's value is; falls back to the key, then the start of the file.
-fn item_span(key: Option<&Key>, item: &Item) -> Option<Range<usize>> {
+pub(crate) fn item_span(key: Option<&Key>, item: &Item) -> Option<Range<usize>> {
     item.span().or_else(|| key.and_then(Key::span))
 }
 
-fn type_name(item: &Item) -> &'static str {
+pub(crate) fn type_name(item: &Item) -> &'static str {
     match item {
         Item::None => "nothing",
         Item::Table(_) => "table",
@@ -481,7 +473,7 @@ fn type_name(item: &Item) -> &'static str {
 }
 
 /// Report every key of `table` not in `allowed`; `hint` may add a reason for a given key.
-fn check_keys(
+pub(crate) fn check_keys(
     src: &mut Source,
     table: &dyn TableLike,
     ctx: &str,
@@ -512,7 +504,7 @@ fn check_keys(
     }
 }
 
-fn no_hint(_: &str) -> Option<&'static str> {
+pub(crate) fn no_hint(_: &str) -> Option<&'static str> {
     None
 }
 
@@ -532,7 +524,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The sub-table `name` of `root`, or None (with a diagnostic if it is not a table).
-fn section<'t>(src: &mut Source, root: &'t dyn TableLike, name: &str) -> Option<&'t dyn TableLike> {
+pub(crate) fn section<'t>(
+    src: &mut Source,
+    root: &'t dyn TableLike,
+    name: &str,
+) -> Option<&'t dyn TableLike> {
     let (key, item) = root.get_key_value(name)?;
     match item.as_table_like() {
         Some(t) => Some(t),
@@ -550,7 +546,7 @@ fn section<'t>(src: &mut Source, root: &'t dyn TableLike, name: &str) -> Option<
 }
 
 /// A string value; None when missing, or when of another type (reported).
-fn get_str<'t>(
+pub(crate) fn get_str<'t>(
     src: &mut Source,
     table: &'t dyn TableLike,
     name: &str,
@@ -659,14 +655,14 @@ fn fmt_duration(d: Duration) -> String {
 }
 
 /// Whether `s` is a valid stream or pipeline name: 1–64 of `[A-Za-z0-9_-]` (used in URLs/paths).
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_NAME_LEN
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-fn name_rule() -> String {
+pub(crate) fn name_rule() -> String {
     format!("1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, `_` and `-`")
 }
 
@@ -985,9 +981,9 @@ fn key_problem(key: &str) -> Option<String> {
 fn pipeline_hint(key: &str) -> Option<&'static str> {
     matches!(
         key,
-        "rung" | "rungs" | "ladder" | "rendition" | "renditions" | "variant" | "variants"
+        "rungs" | "ladder" | "rendition" | "renditions" | "variant" | "variants"
     )
-    .then_some("transcoded rungs are not supported in this version; only [source] passthrough")
+    .then_some("transcoded rungs are written as [[rung]] tables")
 }
 
 fn parse_pipeline(name: &str, path: &Path, text: &str) -> Result<Pipeline, Vec<Diagnostic>> {
@@ -997,6 +993,7 @@ fn parse_pipeline(name: &str, path: &Path, text: &str) -> Result<Pipeline, Vec<D
         path: path.to_path_buf(),
         description: None,
         source: DEFAULT_PASSTHROUGH,
+        rungs: Vec::new(),
     };
     if let Some(doc) = src.parse() {
         let root: &dyn TableLike = doc.as_table();
@@ -1004,12 +1001,13 @@ fn parse_pipeline(name: &str, path: &Path, text: &str) -> Result<Pipeline, Vec<D
             &mut src,
             root,
             "at top level of the pipeline",
-            &["description", "source"],
+            &["description", "source", "rung"],
             pipeline_hint,
         );
         if let Some((d, _)) = get_str(&mut src, root, "description", "in the pipeline") {
             pipeline.description = Some(d.to_string());
         }
+        let mut passthrough_span = None;
         if let Some(t) = section(&mut src, root, "source") {
             check_keys(&mut src, t, "in [source]", &["passthrough"], no_hint);
             if let Some((key, item)) = t.get_key_value("passthrough") {
@@ -1017,12 +1015,7 @@ fn parse_pipeline(name: &str, path: &Path, text: &str) -> Result<Pipeline, Vec<D
                 match item.as_bool() {
                     Some(b) => {
                         pipeline.source = b;
-                        if !b {
-                            src.report(
-                                span,
-                                "pipeline has no rungs: enable [source] passthrough (transcoded rungs are not available yet)".to_string(),
-                            );
-                        }
+                        passthrough_span = span;
                     }
                     None => src.report(
                         span,
@@ -1033,6 +1026,14 @@ fn parse_pipeline(name: &str, path: &Path, text: &str) -> Result<Pipeline, Vec<D
                     ),
                 }
             }
+        }
+        let had_rungs = root.contains_key("rung");
+        pipeline.rungs = crate::pipeline::ladder::parse_rungs(&mut src, root);
+        if !pipeline.source && !had_rungs {
+            src.report(
+                passthrough_span,
+                "pipeline has no rungs: enable [source] passthrough or add a [[rung]]".to_string(),
+            );
         }
     }
     let diags = src.finish();
@@ -1351,9 +1352,9 @@ mod tests {
             errors(cfg, &[("pipelines/p1.toml", p1), ("pipelines/p2.toml", p2), ("pipelines/p3.toml", p3)]),
             [
                 "pipelines/p1.toml:1:15: `description` in the pipeline must be a string, found integer",
-                "pipelines/p1.toml:3:15: pipeline has no rungs: enable [source] passthrough (transcoded rungs are not available yet)",
                 "pipelines/p1.toml:4:1: unknown key `bitrate` in [source]; expected one of: passthrough",
-                "pipelines/p1.toml:6:3: unknown table `rung` at top level of the pipeline; expected one of: description, source (transcoded rungs are not supported in this version; only [source] passthrough)",
+                "pipelines/p1.toml:6:1: [[rung]] is missing `name`",
+                "pipelines/p1.toml:6:1: [[rung]] is missing `bitrate` (video kbit/s, e.g. bitrate = 1200)",
                 "pipelines/p2.toml:1:8: TOML syntax error: invalid table header; expected `.`, `]`",
                 "pipelines/p3.toml:1:10: `source` must be a table ([source]), found string",
             ]

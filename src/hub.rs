@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, Pipeline};
 use crate::ingest::auth::Refusal;
 use crate::media::{AudioConfig, Frame, VideoConfig};
 use crate::metrics::Metrics;
 use crate::origin::store::{Store, StreamEntry};
 use crate::packager;
+use crate::pipeline::follow::CutLog;
+use crate::pipeline::transcoder;
 
 /// Messages (≈ 13 s of 30 fps video plus AAC) a consumer may fall behind before it drops.
 pub const HUB_CAPACITY: usize = 1024;
@@ -60,7 +62,8 @@ pub struct Live {
     publisher: Mutex<Option<Publisher>>,
     /// Bumped on every claim, so a stale grace timer knows it lost.
     generation: AtomicU64,
-    packager: Mutex<Option<JoinHandle<()>>>,
+    /// The source packager, each rung's packager and the transcoder.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// All live streams; the one place that decides who may publish.
@@ -70,6 +73,8 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     lives: Mutex<HashMap<String, Arc<Live>>>,
     next_id: AtomicU64,
+    /// Last good version of each pipeline file; re-read from disk when a stream starts.
+    pipelines: Mutex<std::collections::BTreeMap<String, Pipeline>>,
 }
 
 /// The right to publish one stream; released (grace period starts) on drop.
@@ -84,12 +89,55 @@ pub struct PublishHandle {
 impl Hub {
     pub fn new(config: Arc<Config>, store: Arc<Store>, metrics: Arc<Metrics>) -> Arc<Hub> {
         Arc::new(Hub {
-            config,
             store,
             metrics,
             lives: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            pipelines: Mutex::new(config.pipelines.clone()),
+            config,
         })
+    }
+
+    /// The pipeline `name` as its file says now, or its last good version when the file was
+    /// edited into something invalid (the problems are logged). Live streams keep theirs.
+    pub fn current_pipeline(&self, name: &str) -> Option<Pipeline> {
+        let mut known = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        let path = known.get(name).map(|p| p.path.clone()).unwrap_or_else(|| {
+            std::path::Path::new(crate::config::PIPELINES_DIR).join(format!("{name}.toml"))
+        });
+        let fresh = crate::config::load_pipeline(name, &path).and_then(|p| {
+            let problems = transcoder::check_elements(&p);
+            if problems.is_empty() {
+                Ok(p)
+            } else {
+                Err(problems)
+            }
+        });
+        match fresh {
+            Ok(p) => {
+                if known.get(name).is_some_and(|old| *old != p) {
+                    tracing::info!(
+                        pipeline = name,
+                        "pipeline file changed; new streams use the new version"
+                    );
+                }
+                known.insert(name.to_string(), p.clone());
+                Some(p)
+            }
+            Err(diags) => {
+                for d in &diags {
+                    tracing::warn!(pipeline = name, "{d}");
+                }
+                let old = known.get(name).cloned();
+                if old.is_some() {
+                    tracing::warn!(
+                        pipeline = name,
+                        "pipeline file has problems; using its last good version"
+                    );
+                }
+                old
+            }
+        }
     }
 
     fn lives(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Live>>> {
@@ -132,7 +180,8 @@ impl Hub {
             .config
             .stream(name)
             .ok_or_else(|| Refusal::UnknownStream(name.to_string()))?;
-        let renditions = packager::renditions(&self.config, &stream.pipeline);
+        let pipeline = self.current_pipeline(&stream.pipeline);
+        let renditions = packager::renditions(pipeline.as_ref());
         let names: Vec<&str> = renditions.iter().map(|s| s.as_str()).collect();
         let hls = &self.config.hls;
         let cut = crate::package::segmenter::CutConfig::from_durations(
@@ -157,10 +206,52 @@ impl Hub {
                 kick: kick.clone(),
             })),
             generation: AtomicU64::new(1),
-            packager: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
         });
-        let task = tokio::spawn(packager::run(entry, cut, rx, self.metrics.clone()));
-        *live.packager.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        let leads = Arc::new(CutLog::default());
+        let passthrough = pipeline.as_ref().is_none_or(|p| p.source);
+        let mut tasks = vec![tokio::spawn(packager::run(
+            entry.clone(),
+            passthrough.then_some(0),
+            cut,
+            rx,
+            self.metrics.clone(),
+            leads.clone(),
+        ))];
+        if let Some(p) = pipeline.filter(|p| !p.rungs.is_empty()) {
+            let first = usize::from(p.source);
+            let mut outputs = Vec::new();
+            for (i, rung) in p.rungs.iter().enumerate() {
+                let (tx, rx) = tokio::sync::mpsc::channel(transcoder::RUNG_OUT_QUEUE);
+                // Until measured, advertise the video bitrate plus a typical AAC track.
+                let nominal =
+                    (rung.bitrate_kbps as u64 + rung.audio_kbps.unwrap_or(128) as u64) * 1000;
+                tasks.push(tokio::spawn(packager::run_rung(
+                    entry.clone(),
+                    first + i,
+                    cut,
+                    rx,
+                    self.metrics.clone(),
+                    leads.clone(),
+                    nominal,
+                )));
+                outputs.push(transcoder::RungOutput {
+                    rung: rung.clone(),
+                    tx,
+                });
+            }
+            match transcoder::spawn(
+                name.to_string(),
+                p,
+                live.tx.subscribe(),
+                outputs,
+                self.metrics.clone(),
+            ) {
+                Ok(t) => tasks.push(t),
+                Err(e) => tracing::error!(stream = name, "transcoded rungs are off: {e}"),
+            }
+        }
+        *live.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         lives.insert(name.to_string(), live.clone());
         tracing::info!(stream = name, "stream live");
         Ok(PublishHandle {
@@ -244,17 +335,13 @@ impl Hub {
 
     async fn finish(live: &Arc<Live>) {
         let _ = live.tx.send(HubMsg::End);
-        let task = live
-            .packager
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(task) = task {
+        let tasks = std::mem::take(&mut *live.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
             if tokio::time::timeout(Duration::from_secs(5), task)
                 .await
                 .is_err()
             {
-                tracing::warn!(stream = %live.name, "packager did not finish in time");
+                tracing::warn!(stream = %live.name, "packager or transcoder did not finish in time");
             }
         }
         // The packager normally ends the playlist; make sure even if it lagged out.
@@ -296,5 +383,42 @@ impl PublishHandle {
 impl Drop for PublishHandle {
     fn drop(&mut self) {
         self.hub.release(&self.live, self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_edited_pipeline_applies_to_new_streams_and_a_broken_edit_falls_back() {
+        let dir = std::env::temp_dir().join(format!("ferrocast-hub-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+        let file = dir.join("pipelines/p.toml");
+        std::fs::write(
+            dir.join("c.toml"),
+            "[[stream]]\nname = \"a\"\nkey = \"k\"\npipeline = \"p\"\n",
+        )
+        .unwrap();
+        std::fs::write(&file, "description = \"one\"\n").unwrap();
+        let config = crate::config::load_with_base(&dir.join("c.toml"), &dir).unwrap();
+        let hub = Hub::new(Arc::new(config), Arc::new(Store::default()), Arc::default());
+        let desc = |hub: &Hub| hub.current_pipeline("p").and_then(|p| p.description);
+        assert_eq!(desc(&hub).as_deref(), Some("one"));
+        std::fs::write(&file, "description = \"two\"\n").unwrap();
+        assert_eq!(
+            desc(&hub).as_deref(),
+            Some("two"),
+            "edits apply at the next start"
+        );
+        std::fs::write(&file, "description = \"three\"\nbogus = 1\n").unwrap();
+        assert_eq!(
+            desc(&hub).as_deref(),
+            Some("two"),
+            "a broken edit keeps the last good version"
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(desc(&hub).as_deref(), Some("two"), "so does a deleted file");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

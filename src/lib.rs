@@ -6,7 +6,10 @@
 //!   frames, sans-IO), `auth` (stream keys).
 //! - [`media`]: the codec-neutral [`media::Frame`] and H.264/AAC configuration parsing.
 //! - [`hub`]: one broadcast hub per live stream; who may publish; grace periods.
-//! - [`packager`]: hub → segmenter → origin store, one task per stream.
+//! - [`packager`]: hub → segmenter → origin store, one task per rendition (the source, and each
+//!   transcoded rung following the source's cuts).
+//! - [`pipeline`]: pipeline files (`ladder`, sans-IO), the GStreamer `transcoder` (decode once,
+//!   one encoder pipeline per rung) and `follow` (the source's cut decisions rungs copy).
 //! - [`package`]: sans-IO CMAF boxes, the part/segment cutter, LL-HLS playlist text.
 //! - [`origin`]: the in-memory store and the HTTP routes with LL-HLS blocking semantics.
 //! - [`api`], [`metrics`]: JSON stream list and Prometheus text.
@@ -21,4 +24,5 @@ pub mod metrics;
 pub mod origin;
 pub mod package;
 pub mod packager;
+pub mod pipeline;
 pub mod server;

@@ -55,13 +55,25 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &Path) -> Result<config::Config, ExitCode> {
-    config::load(path).map_err(|diags| {
+    let fail = |diags: Vec<config::Diagnostic>| {
         for d in &diags {
             eprintln!("{d}");
         }
         eprintln!("{}: {} problem(s)", path.display(), diags.len());
         ExitCode::from(1)
-    })
+    };
+    let cfg = config::load(path).map_err(fail)?;
+    // Encoder elements can only be checked against the installed GStreamer.
+    let problems: Vec<config::Diagnostic> = cfg
+        .pipelines
+        .values()
+        .flat_map(ferrocast::pipeline::transcoder::check_elements)
+        .collect();
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(fail(problems))
+    }
 }
 
 fn check(path: &Path) -> ExitCode {

@@ -24,6 +24,10 @@ pub struct Metrics {
     pub http_blocking_timeouts: AtomicU64,
     /// Requests by `cache::Kind`, in `Kind::ALL` order.
     pub http_requests_by_kind: [AtomicU64; 7],
+    /// Transcoded rung pipelines that failed or fell behind real time (each is restarted or dropped).
+    pub rung_failures: AtomicU64,
+    /// Frames the transcoders dropped because a stage was full (input, decoder, a rung's encoder).
+    pub transcode_dropped_frames: AtomicU64,
     lag_buckets: [AtomicU64; LAG_BUCKETS_MS.len()],
     lag_count: AtomicU64,
     lag_sum_ms: AtomicU64,
@@ -43,7 +47,7 @@ impl Metrics {
 
     pub fn render(&self, live_streams: usize) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &AtomicU64); 14] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
             (
                 "ferrocast_rtmp_connections_total",
                 "RTMP connections accepted",
@@ -113,6 +117,16 @@ impl Metrics {
                 "ferrocast_http_blocking_timeouts_total",
                 "Blocking requests answered 503",
                 &self.http_blocking_timeouts,
+            ),
+            (
+                "ferrocast_rung_failures_total",
+                "Transcoded rung pipelines that failed or fell behind real time",
+                &self.rung_failures,
+            ),
+            (
+                "ferrocast_transcode_dropped_frames_total",
+                "Frames dropped by transcoders because a stage was full",
+                &self.transcode_dropped_frames,
             ),
         ];
         for (name, help, v) in counters {

@@ -6,31 +6,64 @@ use std::time::SystemTime;
 
 use tokio::sync::broadcast::{self, error::RecvError};
 
-use crate::config::Config;
+use crate::config::Pipeline;
 use crate::hub::HubMsg;
-use crate::media::Track;
+use crate::media::{Frame, Track};
 use crate::metrics::Metrics;
 use crate::origin::store::{unix_ms, RenditionInfo, StreamEntry};
 use crate::package::segmenter::{CutConfig, Output, Segmenter};
+use crate::pipeline::follow::{CutLog, Lead};
+use crate::pipeline::transcoder::RungMsg;
 use std::sync::atomic::Ordering;
 
 /// Name of the rendition that carries the publisher's source untouched.
 pub const SOURCE_RENDITION: &str = "source";
 
-/// Renditions a stream gets from its pipeline (today: the source passed through).
-pub fn renditions(config: &Config, pipeline: &str) -> Vec<String> {
-    match config.pipelines.get(pipeline) {
-        Some(p) if !p.source => Vec::new(),
-        _ => vec![SOURCE_RENDITION.to_string()],
+/// Renditions a stream may get from its pipeline: the source (when passed through) first, then
+/// every rung in file order. Rungs that do not suit a particular source stay unlisted.
+pub fn renditions(pipeline: Option<&Pipeline>) -> Vec<String> {
+    let Some(p) = pipeline else {
+        return vec![SOURCE_RENDITION.to_string()];
+    };
+    let mut v = Vec::new();
+    if p.source {
+        v.push(SOURCE_RENDITION.to_string());
     }
+    v.extend(p.rungs.iter().map(|r| r.name.clone()));
+    v
 }
 
-/// Runs until the hub says the stream is over (or closes).
+/// Records the source rendition's decision at each video keyframe for the rungs to follow.
+fn record_lead(log: &CutLog, seg: &Segmenter, frame: &Frame, out: &[Output]) {
+    if frame.track != Track::Video || !frame.keyframe {
+        return;
+    }
+    let lead = out.iter().find_map(|o| match o {
+        Output::SegmentStart {
+            msn,
+            pdt_ms,
+            discontinuity,
+            ..
+        } => Some(Lead {
+            msn: *msn,
+            pdt_ms: *pdt_ms,
+            discontinuity: *discontinuity,
+            start: seg.open_segment_start().unwrap_or(0),
+        }),
+        _ => None,
+    });
+    log.record((frame.dts + frame.cts as i64, frame.arrival_ms), lead);
+}
+
+/// Runs the source rendition (index 0) until the hub says the stream is over (or closes),
+/// recording its cut decisions in `leads` for transcoded rungs to follow.
 pub async fn run(
     entry: Arc<StreamEntry>,
+    idx: Option<usize>,
     cut: CutConfig,
     mut rx: broadcast::Receiver<HubMsg>,
     metrics: Arc<Metrics>,
+    leads: Arc<CutLog>,
 ) {
     let mut seg = Segmenter::new(cut);
     let mut codecs = RenditionInfo::default();
@@ -43,7 +76,7 @@ pub async fn run(
                 metrics.hub_lagged_frames.fetch_add(n, Ordering::Relaxed);
                 tracing::warn!(stream = %entry.name, missed = n, "packager fell behind; resuming at the next keyframe");
                 let out = seg.end_session();
-                publish(&entry, &metrics, &seg, out);
+                publish_opt(&entry, idx, &metrics, &seg, out);
                 resync = true;
                 continue;
             }
@@ -54,8 +87,11 @@ pub async fn run(
                 codecs = RenditionInfo {
                     video: video.clone(),
                     audio: audio.clone(),
+                    nominal_bandwidth: None,
                 };
-                entry.set_info(0, codecs.clone());
+                if let Some(i) = idx {
+                    entry.set_info(i, codecs.clone());
+                }
                 resync = false;
                 seg.begin_session(video, audio)
             }
@@ -63,8 +99,11 @@ pub async fn run(
                 codecs = RenditionInfo {
                     video: video.clone(),
                     audio: audio.clone(),
+                    nominal_bandwidth: None,
                 };
-                entry.set_info(0, codecs.clone());
+                if let Some(i) = idx {
+                    entry.set_info(i, codecs.clone());
+                }
                 seg.change_config(video, audio)
             }
             HubMsg::Frame(frame) => {
@@ -75,28 +114,53 @@ pub async fn run(
                     }
                     resync = false;
                     let mut out = seg.begin_session(codecs.video.clone(), codecs.audio.clone());
-                    out.extend(seg.push(&frame));
+                    let pushed = seg.push(&frame);
+                    record_lead(&leads, &seg, &frame, &pushed);
+                    out.extend(pushed);
                     out
                 } else {
-                    seg.push(&frame)
+                    let out = seg.push(&frame);
+                    record_lead(&leads, &seg, &frame, &out);
+                    out
                 }
             }
             HubMsg::Stop => seg.end_session(),
             HubMsg::End => {
                 let out = seg.end_session();
-                publish(&entry, &metrics, &seg, out);
-                entry.end();
+                publish_opt(&entry, idx, &metrics, &seg, out);
+                // The hub ends the playlists once every rendition has flushed.
                 return;
             }
         };
-        publish(&entry, &metrics, &seg, out);
+        publish_opt(&entry, idx, &metrics, &seg, out);
     }
     let out = seg.end_session();
-    publish(&entry, &metrics, &seg, out);
+    publish_opt(&entry, idx, &metrics, &seg, out);
     entry.end();
 }
 
-fn publish(entry: &StreamEntry, metrics: &Metrics, seg: &Segmenter, out: Vec<Output>) {
+/// [`publish`] for the source rendition, which is not served when passthrough is off (its
+/// segmenter then only decides the cuts the rungs follow).
+fn publish_opt(
+    entry: &StreamEntry,
+    idx: Option<usize>,
+    metrics: &Metrics,
+    seg: &Segmenter,
+    out: Vec<Output>,
+) {
+    if let Some(i) = idx {
+        publish(entry, i, metrics, seg, out);
+    }
+}
+
+/// Hands segmenter output for rendition `idx` to the store; counts and logs part lag.
+pub fn publish(
+    entry: &StreamEntry,
+    idx: usize,
+    metrics: &Metrics,
+    seg: &Segmenter,
+    out: Vec<Output>,
+) {
     if out.is_empty() {
         return;
     }
@@ -112,15 +176,127 @@ fn publish(entry: &StreamEntry, metrics: &Metrics, seg: &Segmenter, out: Vec<Out
         .iter()
         .filter(|o| matches!(o, Output::SegmentEnd { .. }))
         .count();
-    entry.apply(0, out, seg.next_part_number());
+    entry.apply(idx, out, seg.next_part_number());
     let now = unix_ms(SystemTime::now());
     for (msn, part, arrival) in parts {
         let lag_ms = now.saturating_sub(arrival);
         metrics.parts_published.fetch_add(1, Ordering::Relaxed);
         metrics.observe_part_lag(lag_ms);
-        tracing::debug!(target: "ferrocast::lag", stream = %entry.name, msn, part, lag_ms);
+        let rendition = entry.renditions.get(idx).map_or("", |r| r.name.as_str());
+        tracing::debug!(target: "ferrocast::lag", stream = %entry.name, msn, part, lag_ms, rendition);
     }
     metrics
         .segments_published
         .fetch_add(segments as u64, Ordering::Relaxed);
+}
+
+/// Source audio a rung holds until its (delayed) video has caught up (≈ 10 s of AAC).
+const RUNG_AUDIO_HELD: usize = 480;
+/// How long a rung waits for the source's decision on a keyframe it produced.
+const LEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs one transcoded rung's segmenter (rendition `idx`), following the source's cuts.
+/// Audio is passed through, interleaved behind the rung's video so each part holds audio of
+/// the same media time as its pictures.
+pub async fn run_rung(
+    entry: Arc<StreamEntry>,
+    idx: usize,
+    cut: CutConfig,
+    mut rx: tokio::sync::mpsc::Receiver<RungMsg>,
+    metrics: Arc<Metrics>,
+    leads: Arc<CutLog>,
+    nominal_bandwidth: u64,
+) {
+    let mut seg = Segmenter::new(cut);
+    let mut audio_cfg = None;
+    let mut video_cfg = None;
+    let mut in_session = false;
+    let mut listed = false;
+    let mut held: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
+    let name = entry
+        .renditions
+        .get(idx)
+        .map_or(String::new(), |r| r.name.clone());
+    while let Some(msg) = rx.recv().await {
+        let out = match msg {
+            RungMsg::Session { audio } => {
+                audio_cfg = audio;
+                video_cfg = None;
+                in_session = false;
+                held.clear();
+                seg.end_session()
+            }
+            RungMsg::VideoConfig(v) => {
+                video_cfg = Some(v.clone());
+                if in_session {
+                    seg.change_config(Some(v), audio_cfg.clone())
+                } else {
+                    in_session = true;
+                    seg.begin_session(Some(v), audio_cfg.clone())
+                }
+            }
+            RungMsg::Video(frame) => {
+                let mut out = Vec::new();
+                while held.front().is_some_and(|a| a.dts <= frame.dts) {
+                    if let Some(a) = held.pop_front() {
+                        out.extend(seg.push_following(&a, None));
+                    }
+                }
+                let lead = if frame.keyframe {
+                    let key = (frame.dts + frame.cts as i64, frame.arrival_ms);
+                    match leads.wait(key, LEAD_WAIT).await {
+                        Some(l) => l,
+                        None => {
+                            tracing::debug!(stream = %entry.name, rung = %name, "no source decision for a keyframe");
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                out.extend(seg.push_following(&frame, lead));
+                if !listed && out.iter().any(|o| matches!(o, Output::SegmentStart { .. })) {
+                    listed = true;
+                    entry.set_info(
+                        idx,
+                        RenditionInfo {
+                            video: video_cfg.clone(),
+                            audio: audio_cfg.clone(),
+                            nominal_bandwidth: Some(nominal_bandwidth),
+                        },
+                    );
+                    tracing::info!(stream = %entry.name, rung = %name, "rung listed in the multivariant playlist");
+                }
+                out
+            }
+            RungMsg::Audio(frame) => {
+                if held.len() == RUNG_AUDIO_HELD {
+                    held.pop_front();
+                }
+                held.push_back(frame);
+                continue;
+            }
+            RungMsg::Hide => {
+                if listed {
+                    entry.set_info(idx, RenditionInfo::default());
+                    listed = false;
+                }
+                in_session = false;
+                held.clear();
+                seg.end_session()
+            }
+            RungMsg::Stop => {
+                held.clear();
+                seg.end_session()
+            }
+            RungMsg::End => {
+                let out = seg.end_session();
+                publish(&entry, idx, &metrics, &seg, out);
+                return;
+            }
+        };
+        publish(&entry, idx, &metrics, &seg, out);
+    }
+    let out = seg.end_session();
+    publish(&entry, idx, &metrics, &seg, out);
 }

@@ -311,3 +311,93 @@ async fn browser_plays_the_stream_at_low_latency() {
     );
     drop(srv);
 }
+
+/// Seconds of forced level switching (a switch every 3 s).
+const SWITCH_SECS: u64 = 18;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_switches_rungs_without_stalling() {
+    check_prerequisites();
+    std::env::set_current_dir(root()).expect("cd to the crate root");
+    let srv = TestServer::start(ServerOpts {
+        window: 6,
+        grace: "10s",
+        streams: vec![(STREAM, KEY)],
+        pipeline: "default",
+        ..Default::default()
+    })
+    .await;
+    let scratch = srv.dir.path().to_path_buf();
+    let mut publisher =
+        Publisher::start(&srv.rtmp_url(STREAM, Some(KEY)), PUBLISH_CAP_SECS, &scratch);
+    srv.wait_live(STREAM, &mut publisher, Duration::from_secs(30))
+        .await;
+    let out = play_js(
+        vec![
+            "--switch".into(),
+            format!("http://{}/watch/{STREAM}", srv.http),
+            SWITCH_SECS.to_string(),
+        ],
+        scratch.clone(),
+        Duration::from_secs(SWITCH_SECS + 90),
+    )
+    .await;
+    drop(publisher);
+    let samples = out["samples"].as_array().cloned().unwrap_or_default();
+    let summary = format!(
+        "{}\n{}",
+        serde_json::json!({
+            "error": out["error"], "levels": out["levels"], "forced": out["forced"],
+            "switched": out["switched"], "errors": out["errors"], "state": out["state"],
+        }),
+        samples
+            .iter()
+            .map(|s| format!(
+                "  currentTime={:.2} level={} videoHeight={} state={} errors={}",
+                f(&s["currentTime"]).unwrap_or(-1.0),
+                s["level"],
+                s["videoHeight"],
+                s["state"].as_str().unwrap_or("?"),
+                s["errors"]
+            ))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    println!("switching: {summary}");
+    assert!(out["error"].is_null(), "{summary}");
+    let heights: std::collections::BTreeSet<u64> = out["levels"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|v| v["height"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        heights,
+        [360, 480, 720].into_iter().collect(),
+        "levels: {summary}"
+    );
+    let switched: std::collections::BTreeSet<u64> = out["switched"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|v| v["level"].as_u64()).collect())
+        .unwrap_or_default();
+    assert!(
+        switched.len() >= 3,
+        "hls.js did not switch through every level: {summary}"
+    );
+    let shown: std::collections::BTreeSet<u64> = samples
+        .iter()
+        .filter_map(|s| s["videoHeight"].as_u64())
+        .collect();
+    assert!(
+        shown.len() >= 2,
+        "the picture size never changed: {summary}"
+    );
+    // No stall: the picture keeps moving in every one-second sample.
+    for w in samples.windows(2) {
+        let dt = f(&w[1]["currentTime"]).unwrap_or(0.0) - f(&w[0]["currentTime"]).unwrap_or(0.0);
+        assert!(
+            dt > 0.5,
+            "playback stalled ({dt:.2} s in one second) around a switch: {summary}"
+        );
+        assert!(w[1]["fatal"].is_null(), "fatal error: {summary}");
+    }
+    drop(srv);
+}

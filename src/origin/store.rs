@@ -36,6 +36,9 @@ pub struct MediaObject {
 pub struct RenditionInfo {
     pub video: Option<VideoConfig>,
     pub audio: Option<AudioConfig>,
+    /// Bits per second to advertise until segments have been measured (a rung's configured
+    /// bitrate); None falls back to a generic guess.
+    pub nominal_bandwidth: Option<u64>,
 }
 
 impl RenditionInfo {
@@ -349,6 +352,21 @@ impl StreamEntry {
                 discontinuity,
                 init_version,
             } => {
+                // A rung that restarted resumes at its leader's current number: the segments
+                // in between do not exist, so the window starts afresh rather than lie
+                // about media sequence numbers.
+                let expected = st.playlist.segments.last().map(|s| s.msn + 1);
+                if expected.is_some_and(|e| e != msn) {
+                    for seg in st.playlist.segments.drain(..) {
+                        st.objects.remove(&seg.uri);
+                    }
+                    for (_, uris) in st.part_uris.drain(..) {
+                        for u in uris {
+                            st.objects.remove(&u);
+                        }
+                    }
+                    st.sizes.clear();
+                }
                 st.playlist.open = Some(OpenSegment {
                     msn,
                     pdt_ms,
@@ -501,11 +519,19 @@ impl StreamEntry {
                 let (peak, avg) = r.bandwidth();
                 // Before the first segment completes there is no measurement; assume a
                 // modest rate rather than advertise zero.
-                let bandwidth = if peak > 0 { peak } else { 3_000_000 };
+                let bandwidth = if peak > 0 {
+                    peak
+                } else {
+                    info.nominal_bandwidth.unwrap_or(3_000_000)
+                };
                 Some(Variant {
                     uri: format!("{}/index.m3u8", r.name),
                     bandwidth,
-                    average_bandwidth: (avg > 0).then_some(avg),
+                    average_bandwidth: if avg > 0 {
+                        Some(avg)
+                    } else {
+                        info.nominal_bandwidth
+                    },
                     codecs: info.codecs(),
                     resolution: info.video.as_ref().map(|v| (v.width, v.height)),
                     frame_rate: info.video.as_ref().and_then(|v| v.fps),
@@ -636,6 +662,24 @@ mod tests {
         e.end();
         let c = e.media_playlist(0, Skip::No).unwrap();
         assert_ne!(a.as_ptr(), c.as_ptr());
+    }
+
+    #[test]
+    fn a_jump_in_media_sequence_starts_the_window_afresh() {
+        // A restarted rung resumes at its source's current number; the missing segments must
+        // not be renumbered into existence.
+        let e = entry(6);
+        feed(&e, 0, 3, 0, None);
+        let old = format!("seg-{}-1.m4s", e.epoch);
+        assert!(e.renditions[0].object(&old).is_some());
+        feed(&e, 7, 2, 1, None);
+        let text = playlist_text(&e);
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{text}");
+        assert!(
+            e.renditions[0].object(&old).is_none(),
+            "old segments evicted"
+        );
+        assert_eq!(e.renditions[0].last_position(), Some((9, Some(0))));
     }
 
     #[test]

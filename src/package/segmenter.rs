@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 use crate::media::{AudioConfig, Frame, Track, VideoConfig, TIMESCALE};
 use crate::package::cmaf::{self, Sample, TrackRun, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
+use crate::pipeline::follow::Lead;
 
 /// Cut settings in 90 kHz ticks.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +129,10 @@ pub struct Segmenter {
     recent_intervals: [u64; RECENT_INTERVALS],
     /// Next expected audio decode time in the audio timescale.
     audio_next: Option<u64>,
+    /// Following a leader ([`Segmenter::push_following`]): cut only where it cut.
+    follow: bool,
+    /// The leader's segment opening at the frame being pushed.
+    lead: Option<Lead>,
 }
 
 /// Largest PDT correction per segment: 1 % of a 2 s segment, far inside what any
@@ -162,7 +167,29 @@ impl Segmenter {
             video_interval: DEFAULT_VIDEO_INTERVAL,
             recent_intervals: [0; RECENT_INTERVALS],
             audio_next: None,
+            follow: false,
+            lead: None,
         }
+    }
+
+    /// Output decode time where the open segment starts, if one is open.
+    pub fn open_segment_start(&self) -> Option<u64> {
+        self.segment.as_ref().map(|s| s.start)
+    }
+
+    /// Feeds one frame of a rendition that follows a leader (a transcoded rung following the
+    /// source): a segment opens only at a video keyframe where the leader opened one (`lead`),
+    /// with the leader's number, PDT and output time. Until the first lead, nothing is output.
+    pub fn push_following(&mut self, frame: &Frame, lead: Option<Lead>) -> Vec<Output> {
+        self.follow = true;
+        self.lead = lead.filter(|_| frame.track == Track::Video && frame.keyframe);
+        if let Some(l) = self.lead {
+            // The leader's timeline, so a player switching renditions sees the same times.
+            self.offset = Some(l.start as i64 - frame.dts);
+        }
+        let out = self.push(frame);
+        self.lead = None;
+        out
     }
 
     /// Number the next part will carry (the preload hint).
@@ -253,6 +280,9 @@ impl Segmenter {
         if self.segment.is_none() && !frame.keyframe {
             return; // a segment must start on a keyframe
         }
+        if self.follow && self.segment.is_none() && self.lead.is_none() {
+            return; // a follower starts where its leader starts a segment
+        }
         let dts = self.out_dts(frame);
         if let Some(prev) = self.last_video_dts {
             if dts > prev && dts - prev < TIMESCALE as u64 {
@@ -280,6 +310,7 @@ impl Segmenter {
         // tolerance keeps a 2 s GOP from making 4 s segments.
         let tolerance = self.video_interval / 2;
         let cut_segment = match &self.segment {
+            _ if self.follow => self.lead.is_some(),
             None => true,
             Some(seg) => frame.keyframe && dts + tolerance >= seg.start + self.cfg.segment_target,
         };
@@ -330,6 +361,9 @@ impl Segmenter {
         };
         let rate = cfg.sample_rate.max(1) as u64;
         let spf = cfg.samples_per_frame.max(1) as u64;
+        if self.follow && (self.offset.is_none() || self.segment.is_none()) {
+            return; // the leader's timeline is not known yet
+        }
         let dts = self.out_dts(frame);
         if drives && self.segment.is_none() {
             self.open_segment(dts, frame.arrival_ms, out);
@@ -401,9 +435,14 @@ impl Segmenter {
     }
 
     fn open_segment(&mut self, start: u64, arrival_ms: u64, out: &mut Vec<Output>) {
-        let pdt_ms = self.segment_pdt(start, arrival_ms);
-        let msn = self.next_msn;
-        self.next_msn += 1;
+        let (pdt_ms, msn) = match self.lead.filter(|_| self.follow) {
+            Some(l) => {
+                self.discontinuity_pending = l.discontinuity;
+                (l.pdt_ms as i64, l.msn)
+            }
+            None => (self.segment_pdt(start, arrival_ms), self.next_msn),
+        };
+        self.next_msn = msn + 1;
         self.segment = Some(OpenSegment {
             msn,
             start,
@@ -563,6 +602,83 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// (msn, pdt, duration) of every complete segment.
+    fn segments(out: &[Output]) -> Vec<(u64, u64, f64)> {
+        let mut open = None;
+        let mut v = Vec::new();
+        for o in out {
+            match o {
+                Output::SegmentStart { msn, pdt_ms, .. } => open = Some((*msn, *pdt_ms)),
+                Output::SegmentEnd { msn, duration } => {
+                    let (m, pdt) = open.take().expect("segment opened");
+                    assert_eq!(m, *msn);
+                    v.push((m, pdt, *duration));
+                }
+                _ => {}
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn a_follower_cuts_where_its_leader_cut_even_when_it_starts_late() {
+        // Keyframes every second, segments every two: the follower must not cut on the
+        // keyframes its leader skipped, and must take the leader's numbers and PDTs.
+        let frames = rtmp_stream(20, 30, 1000);
+        let mut leader = Segmenter::new(cut());
+        let mut lead_out = leader.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        let mut leads = std::collections::HashMap::new();
+        for f in &frames {
+            let out = leader.push(f);
+            if f.track == Track::Video && f.keyframe {
+                let lead = out.iter().find_map(|o| match o {
+                    Output::SegmentStart {
+                        msn,
+                        pdt_ms,
+                        discontinuity,
+                        ..
+                    } => Some(Lead {
+                        msn: *msn,
+                        pdt_ms: *pdt_ms,
+                        discontinuity: *discontinuity,
+                        start: leader.open_segment_start().unwrap(),
+                    }),
+                    _ => None,
+                });
+                leads.insert(f.dts, lead);
+            }
+            lead_out.extend(out);
+        }
+        // The follower (a rung) starts 3.5 s in; its first keyframe (4 s) is where the leader
+        // opened msn 2.
+        let mut follower = Segmenter::new(cut());
+        let mut out = follower.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        for f in frames.iter().filter(|f| f.dts >= (1000 + 3500) * 90) {
+            let lead = leads.get(&f.dts).copied().flatten();
+            out.extend(follower.push_following(f, lead));
+        }
+        let ours = segments(&out);
+        let theirs = segments(&lead_out);
+        assert_eq!(
+            ours.first().map(|s| s.0),
+            Some(2),
+            "first segment: the leader's msn 2 (media 4 s)"
+        );
+        assert!(ours.len() >= 5, "{ours:?}");
+        for s in &ours {
+            assert!(
+                theirs.contains(s),
+                "{s:?} not among the leader's {theirs:?}"
+            );
+        }
+        assert!(
+            parts(&out)[0].independent,
+            "the first part starts with a keyframe"
+        );
+        // Skipped keyframes (every odd second) opened nothing.
+        assert!(ours.iter().all(|s| (s.2 - 2.0).abs() < 0.01), "{ours:?}");
     }
 
     #[test]

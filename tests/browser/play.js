@@ -5,6 +5,13 @@
 //   node tests/browser/play.js PAGE_URL [SECS]
 //       Opens the player page (/watch/NAME), samples window.H.sample() once a second for SECS
 //       seconds (default 12) and prints {samples: [...], summary: {...}, ...}.
+//   node tests/browser/play.js --switch PAGE_URL [SECS]
+//       Like PAGE_URL, but once playing forces a different hls.js level every 3 s (nextLevel,
+//       cycling through every level) and records, per sample, the level on screen; prints
+//       {samples, levels, switches, ...}.
+//   node tests/browser/play.js --pin PAGE_URL SECS HEIGHT
+//       Like PAGE_URL, but once playing pins hls.js to the level of that picture height
+//       (e.g. 360) and then samples; benches/transcode_g2g.sh compares rungs with it.
 //   node tests/browser/play.js --index INDEX_URL NAME [TIMEOUT_S]
 //       Opens the stream list (/) and waits until it shows a link to /watch/NAME; prints
 //       {found, links, card}.
@@ -91,6 +98,68 @@ async function play(url, secs) {
   });
 }
 
+async function switching(url, secs) {
+  return withBrowser(async page => {
+    const resp = await page.goto(url);
+    const status = resp ? resp.status() : null;
+    if (status !== 200) return { url, status, error: `page answered HTTP ${status}` };
+    // Wait until playing with every level known.
+    let ready = false;
+    for (let i = 0; i < 30 && !ready; i++) {
+      await page.waitForTimeout(1000);
+      ready = await page.evaluate(() => !!(window.hls && hls.levels && hls.levels.length > 1 &&
+                                           document.querySelector('video').currentTime > 0));
+    }
+    if (!ready) return { url, status, error: 'never played with several levels', state: await page.evaluate(() => H.state) };
+    await page.evaluate(() => {
+      window.__switched = [];
+      hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => window.__switched.push({ level: d.level, t: Date.now() }));
+    });
+    const levels = await page.evaluate(() => hls.levels.map(l => ({ width: l.width, height: l.height, bitrate: l.bitrate, name: l.name || null })));
+    const samples = [];
+    const forced = [];
+    for (let i = 0; i < secs; i++) {
+      if (i % 3 === 0) {
+        const target = await page.evaluate(() => { const next = (Math.max(hls.currentLevel, 0) + 1) % hls.levels.length; hls.nextLevel = next; return next; });
+        forced.push({ at: i, level: target });
+      }
+      await page.waitForTimeout(1000);
+      const s = await page.evaluate(() => Object.assign(H.sample(), {
+        level: hls.currentLevel, videoHeight: document.querySelector('video').videoHeight,
+        waiting: H.state }));
+      samples.push(s);
+    }
+    const end = await page.evaluate(() => ({ errors: H.errors, state: H.state, switched: window.__switched }));
+    return { url, status, levels, forced, samples, ...end };
+  });
+}
+
+async function pinned(url, secs, height) {
+  return withBrowser(async page => {
+    const resp = await page.goto(url);
+    const status = resp ? resp.status() : null;
+    if (status !== 200) return { url, status, error: `page answered HTTP ${status}` };
+    let level = -1;
+    for (let i = 0; i < 30 && level < 0; i++) {
+      await page.waitForTimeout(1000);
+      level = await page.evaluate(h => (window.hls && hls.levels && document.querySelector('video').currentTime > 0)
+        ? hls.levels.findIndex(l => l.height === h) : -1, height);
+    }
+    if (level < 0) return { url, status, error: `never played a level of height ${height}` };
+    await page.evaluate(l => { hls.currentLevel = l; }, level);
+    await page.waitForTimeout(4000); // settle on the pinned level
+    const samples = [];
+    for (let i = 0; i < secs; i++) {
+      await page.waitForTimeout(1000);
+      samples.push(await page.evaluate(() => Object.assign(H.sample(), {
+        level: hls.currentLevel, videoHeight: document.querySelector('video').videoHeight })));
+    }
+    const g2g = samples.filter(s => s.g2g != null && s.videoHeight === height).map(s => s.g2g).sort((a, b) => a - b);
+    return { url, status, height, level, samples,
+             g2gMs: { n: g2g.length, min: g2g[0] ?? null, median: g2g.length ? g2g[Math.floor(g2g.length / 2)] : null, max: g2g[g2g.length - 1] ?? null } };
+  });
+}
+
 async function index(url, name, timeoutS) {
   return withBrowser(async page => {
     const resp = await page.goto(url);
@@ -110,7 +179,13 @@ async function index(url, name, timeoutS) {
 (async () => {
   const argv = process.argv.slice(2);
   let out;
-  if (argv[0] === '--index') {
+  if (argv[0] === '--pin') {
+    if (!argv[1] || !argv[3]) fail('usage: play.js --pin PAGE_URL SECS HEIGHT');
+    out = await pinned(argv[1], +argv[2], +argv[3]);
+  } else if (argv[0] === '--switch') {
+    if (!argv[1]) fail('usage: play.js --switch PAGE_URL [SECS]');
+    out = await switching(argv[1], +(argv[2] || 18));
+  } else if (argv[0] === '--index') {
     if (!argv[1] || !argv[2]) fail('usage: play.js --index INDEX_URL NAME [TIMEOUT_S]');
     out = await index(argv[1], argv[2], +(argv[3] || 10));
   } else {

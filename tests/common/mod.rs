@@ -245,6 +245,10 @@ pub struct ServerOpts {
     pub passphrases: Vec<(&'static str, &'static str)>,
     /// Extra TOML appended to the config (e.g. an `[srt]` table).
     pub extra: &'static str,
+    /// Pipeline every stream uses (a file in the repository's `pipelines/` or in `pipelines`).
+    pub pipeline: &'static str,
+    /// Extra pipeline files (name, text) written for this server only.
+    pub pipelines: Vec<(&'static str, String)>,
 }
 
 impl Default for ServerOpts {
@@ -255,11 +259,13 @@ impl Default for ServerOpts {
             streams: vec![(STREAM, KEY)],
             passphrases: Vec::new(),
             extra: "",
+            pipeline: "passthrough",
+            pipelines: Vec::new(),
         }
     }
 }
 
-/// Config file text: 2 s segments, 200 ms parts, passthrough pipeline.
+/// Config file text: 2 s segments, 200 ms parts, the pipeline of `opts` (passthrough unless set).
 pub fn config_toml(opts: &ServerOpts, http: &str, rtmp: &str) -> String {
     let mut s = format!(
         "[server]\nhttp = \"{http}\"\nrtmp = \"{rtmp}\"\nsrt = \"127.0.0.1:0\"\n\n\
@@ -268,7 +274,8 @@ pub fn config_toml(opts: &ServerOpts, http: &str, rtmp: &str) -> String {
     );
     for (name, key) in &opts.streams {
         s.push_str(&format!(
-            "\n[[stream]]\nname = \"{name}\"\nkey = \"{key}\"\npipeline = \"passthrough\"\n"
+            "\n[[stream]]\nname = \"{name}\"\nkey = \"{key}\"\npipeline = \"{}\"\n",
+            opts.pipeline
         ));
         if let Some((_, p)) = opts.passphrases.iter().find(|(n, _)| n == name) {
             s.push_str(&format!("passphrase = \"{p}\"\n"));
@@ -295,7 +302,23 @@ impl TestServer {
         let dir = TempDir::new("server");
         let path = dir.path().join("ferrocast.toml");
         std::fs::write(&path, config_toml(&opts, "127.0.0.1:0", "127.0.0.1:0")).unwrap();
-        let cfg = ferrocast::config::load_with_base(&path, Path::new(env!("CARGO_MANIFEST_DIR")))
+        // Extra pipeline files live beside copies of the shipped ones.
+        let base = if opts.pipelines.is_empty() {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        } else {
+            let pdir = dir.path().join("pipelines");
+            std::fs::create_dir_all(&pdir).unwrap();
+            let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("pipelines");
+            for f in std::fs::read_dir(&shipped).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, pdir.join(f.file_name().unwrap())).unwrap();
+            }
+            for (name, text) in &opts.pipelines {
+                std::fs::write(pdir.join(format!("{name}.toml")), text).unwrap();
+            }
+            dir.path().to_path_buf()
+        };
+        let cfg = ferrocast::config::load_with_base(&path, &base)
             .unwrap_or_else(|d| panic!("test config does not load: {d:#?}"));
         let server = ferrocast::server::Server::start(cfg)
             .await
