@@ -41,7 +41,7 @@ demo:
 # The same over SRT (MPEG-TS).
 demo-srt:
 	@command -v ffmpeg >/dev/null || scripts/setup.sh run
-	ffmpeg $(DEMO_ENCODE) -f mpegts \
+	ffmpeg $(DEMO_ENCODE) -f mpegts -pes_payload_size 0 \
 	  "srt://$(HOST):$(SRT_PORT)?streamid=#!::r=live/demo,m=publish,s=demo-key&pkt_size=1316"
 
 # Caching edge in front of an origin: renders config/nginx-edge.conf into EDGE_DIR and runs
