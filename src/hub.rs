@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 
+use crate::chat::ChatRooms;
 use crate::config::Config;
 use crate::ingest::auth::Refusal;
 use crate::media::{AudioConfig, Frame, VideoConfig};
@@ -68,6 +69,8 @@ pub struct Hub {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
+    /// Chat rooms, told when streams go live and end; set once at startup.
+    pub chat: OnceLock<Arc<ChatRooms>>,
     lives: Mutex<HashMap<String, Arc<Live>>>,
     next_id: AtomicU64,
 }
@@ -87,6 +90,7 @@ impl Hub {
             config,
             store,
             metrics,
+            chat: OnceLock::new(),
             lives: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         })
@@ -163,6 +167,9 @@ impl Hub {
         *live.packager.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         lives.insert(name.to_string(), live.clone());
         tracing::info!(stream = name, "stream live");
+        if let Some(chat) = self.chat.get() {
+            chat.stream_live(name);
+        }
         Ok(PublishHandle {
             hub: self.clone(),
             live,
@@ -238,6 +245,9 @@ impl Hub {
             }
         }
         tracing::info!(stream = %live.name, "stream ended");
+        if let Some(chat) = self.chat.get() {
+            chat.stream_ended(&live.name);
+        }
         Self::finish(live).await;
         self.store.sweep(ENDED_KEEP);
     }
@@ -265,6 +275,9 @@ impl Hub {
     pub async fn shutdown(&self) {
         let lives: Vec<Arc<Live>> = self.lives().drain().map(|(_, l)| l).collect();
         for live in &lives {
+            if let Some(chat) = self.chat.get() {
+                chat.stream_ended(&live.name);
+            }
             Self::finish(live).await;
         }
     }
