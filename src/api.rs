@@ -43,6 +43,11 @@ pub fn streams(hub: &Hub) -> Resp {
                 "playlist": format!("/live/{}/index.m3u8", e.name),
                 "watch": format!("/watch/{}", e.name),
                 "renditions": renditions,
+                "chat_connections": hub
+                    .chat
+                    .get()
+                    .and_then(|c| c.room(&e.name))
+                    .map(|r| r.connections()),
             })
         })
         .collect();

@@ -97,8 +97,9 @@ pub const DEFAULT_CHAT_SLOW_MODE: Duration = Duration::ZERO;
 pub const DEFAULT_CHAT_MAX_CONNECTIONS: usize = 20_000;
 /// An ended stream's room stays readable (and connected viewers stay) this long.
 pub const DEFAULT_CHAT_KEEP_AFTER_END: Duration = Duration::from_secs(300);
-/// Frames queued for one connection before it counts as a slow reader and is dropped.
-pub const DEFAULT_CHAT_SEND_QUEUE: usize = 128;
+/// Frames queued for one connection before it counts as a slow reader and is dropped; twice
+/// the store's commit batch (a batch is broadcast at once).
+pub const DEFAULT_CHAT_SEND_QUEUE: usize = 256;
 
 /// One problem in one file, displayed as `file:line:col: message` (1-based; col counts chars).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -979,8 +980,8 @@ fn parse_chat(src: &mut Source, root: &dyn TableLike) -> ChatConfig {
     if let Some(n) = int(
         src,
         "send_queue",
-        (4, 65_536),
-        "frames queued for one viewer before it is dropped as too slow",
+        (128, 65_536),
+        "frames queued for one viewer before it is dropped as too slow; at least one commit batch",
     ) {
         chat.send_queue = n as usize;
     }
@@ -1699,7 +1700,7 @@ mod tests {
         let c = ok(STREAM, &[]);
         assert_eq!(c.chat, ChatConfig::default());
         let c = ok(
-            "[chat]\nstore = \"/tmp/x.db\"\nhistory = 10\nmax_message_len = 200\nburst = 3\nrefill = \"2s\"\nslow_mode = \"10s\"\nmax_connections = 100\nkeep_after_end = \"1m\"\nsend_queue = 16\nmoderator_tokens = [\"mod-secret-1\"]\n",
+            "[chat]\nstore = \"/tmp/x.db\"\nhistory = 10\nmax_message_len = 200\nburst = 3\nrefill = \"2s\"\nslow_mode = \"10s\"\nmax_connections = 100\nkeep_after_end = \"1m\"\nsend_queue = 160\nmoderator_tokens = [\"mod-secret-1\"]\n",
             &[],
         );
         assert_eq!(c.chat.store, PathBuf::from("/tmp/x.db"));
@@ -1711,7 +1712,7 @@ mod tests {
         assert_eq!(c.chat.slow_mode, Duration::from_secs(10));
         assert_eq!(c.chat.max_connections, 100);
         assert_eq!(c.chat.keep_after_end, Duration::from_secs(60));
-        assert_eq!(c.chat.send_queue, 16);
+        assert_eq!(c.chat.send_queue, 160);
         assert_eq!(c.chat.moderator_tokens, ["mod-secret-1"]);
     }
 

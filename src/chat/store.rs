@@ -15,8 +15,9 @@ use rusqlite::{params, Connection, OpenFlags};
 
 use super::protocol::{ChatMessage, Draft};
 
-/// Operations taken into one transaction at most.
-pub const MAX_BATCH: usize = 512;
+/// Operations taken into one transaction at most. A batch is broadcast at once, so every
+/// connection's queue (`[chat] send_queue`) must hold at least this many frames.
+pub const MAX_BATCH: usize = 128;
 /// Rows the time-range API returns at most per request.
 pub const MAX_RANGE_ROWS: usize = 10_000;
 

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -161,8 +162,19 @@ async fn refuse(ws: &mut Ws, frame: ServerFrame, code: CloseCode) {
                 reason: reason.into(),
             })))
             .await;
-        // Wait briefly for the peer's close so the error frame is not lost to a reset.
-        let _ = tokio::time::timeout(Duration::from_secs(1), ws.next()).await;
+        // Read (and discard) whatever the peer still sends, until it closes or briefly: closing
+        // with unread input would reset the connection and could lose the error frame.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let mut buf = [0u8; 4096];
+            let mut left = 4usize << 20;
+            while left > 0 {
+                match ws.get_mut().read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        })
+        .await;
     })
     .await;
 }
