@@ -13,7 +13,8 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -130,10 +131,25 @@ pub fn upgrade(rooms: &Arc<ChatRooms>, name: &str, mut req: Request<Incoming>) -
             .write_buffer_size(0)
             .max_message_size(Some(rooms.max_frame))
             .max_frame_size(Some(rooms.max_frame));
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
-        run(ws, &rooms, &room, nick, moderator).await;
+        // Take the TCP stream back from hyper: no boxed IO and rewind layer per read and write.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let tcp = parts.io.into_inner();
+                let ws = if parts.read_buf.is_empty() {
+                    WebSocketStream::from_raw_socket(tcp, Role::Server, Some(config)).await
+                } else {
+                    let early = parts.read_buf.to_vec();
+                    WebSocketStream::from_partially_read(tcp, early, Role::Server, Some(config))
+                        .await
+                };
+                run(ws, &rooms, &room, nick, moderator).await;
+            }
+            Err(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                run(ws, &rooms, &room, nick, moderator).await;
+            }
+        }
     });
     let mut r = Response::new(Body::default());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -146,10 +162,12 @@ pub fn upgrade(rooms: &Arc<ChatRooms>, name: &str, mut req: Request<Incoming>) -
     r
 }
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
-
 /// Sends an error frame and closes; failures are ignored (the peer may be gone).
-async fn refuse(ws: &mut Ws, frame: ServerFrame, code: CloseCode) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    frame: ServerFrame,
+    code: CloseCode,
+) {
     let reason = match &frame {
         ServerFrame::Error { code, .. } => *code,
         _ => "",
@@ -179,8 +197,8 @@ async fn refuse(ws: &mut Ws, frame: ServerFrame, code: CloseCode) {
     .await;
 }
 
-async fn run(
-    mut ws: Ws,
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
     rooms: &ChatRooms,
     room: &Arc<RoomHandle>,
     nick: Option<String>,
@@ -205,7 +223,15 @@ async fn run(
         tokio::select! {
             out = rx.recv() => match out {
                 Some(text) => {
-                    match tokio::time::timeout(WRITE_TIMEOUT, ws.send(Message::Text(text))).await {
+                    // Everything already queued goes out with one flush.
+                    let write = async {
+                        ws.feed(Message::Text(text)).await?;
+                        while let Ok(more) = rx.try_recv() {
+                            ws.feed(Message::Text(more)).await?;
+                        }
+                        ws.flush().await
+                    };
+                    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
                         Ok(Ok(())) => {}
                         _ => break,
                     }
