@@ -146,7 +146,7 @@ async fn main() -> Result<(), String> {
         .read_buffer_size(1024)
         .write_buffer_size(0);
     let gate = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(1024);
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut senders = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.connections {
@@ -191,7 +191,7 @@ async fn main() -> Result<(), String> {
                             if !welcomed && t.starts_with("{\"type\":\"welcome\"") {
                                 welcomed = true;
                                 stats.connected.fetch_add(1, Ordering::Relaxed);
-                                let _ = ready.send(()).await;
+                                let _ = ready.send(());
                             } else if let Some(sent) = send_time(t) {
                                 let lat = now_us().saturating_sub(sent) / BUCKET_US;
                                 stats.hist[(lat as usize).min(BUCKETS)].fetch_add(1, Ordering::Relaxed);
@@ -208,14 +208,11 @@ async fn main() -> Result<(), String> {
                         }
                         Some(Ok(_)) => {}
                     },
-                    out = out_rx.recv(), if sender => match out {
-                        Some(text) => {
-                            if sink.send(Message::Text(text.into())).await.is_err() {
-                                return 0;
-                            }
+                    Some(text) = out_rx.recv(), if sender => {
+                        if sink.send(Message::Text(text.into())).await.is_err() {
+                            return 0;
                         }
-                        None => {}
-                    },
+                    }
                 }
             }
         });

@@ -29,6 +29,7 @@
 
 pub mod names;
 pub mod protocol;
+pub mod queue;
 pub mod ratelimit;
 pub mod room;
 pub mod store;
@@ -39,8 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{broadcast, mpsc};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio::sync::broadcast;
 
 use crate::config::Config;
 use crate::origin::store::{unix_ms, Store};
@@ -62,13 +62,7 @@ pub enum ChatEvent {
     Deleted { id: u64 },
 }
 
-/// Why a connection is being closed by the server; the ws task sends it as an `error` frame.
-pub type CloseSlot = Arc<Mutex<Option<ServerFrame>>>;
-
-struct ConnSlot {
-    tx: mpsc::Sender<Utf8Bytes>,
-    close: CloseSlot,
-}
+use queue::FrameQueue;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Life {
@@ -80,7 +74,7 @@ enum Life {
 
 struct Inner {
     room: Room,
-    conns: HashMap<ConnId, ConnSlot>,
+    conns: HashMap<ConnId, Arc<FrameQueue>>,
     life: Life,
 }
 
@@ -102,11 +96,10 @@ enum Pending {
     Delete(ConnId, u64),
 }
 
-/// A connection admitted to a room: its queue and its close reason.
+/// A connection admitted to a room: its outgoing queue (welcome already in it).
 pub struct Joined {
     pub conn: ConnId,
-    pub rx: mpsc::Receiver<Utf8Bytes>,
-    pub close: CloseSlot,
+    pub queue: Arc<FrameQueue>,
 }
 
 /// Every room, by stream name.
@@ -314,18 +307,11 @@ impl RoomHandle {
             return Err(ServerFrame::error("room_closed", "the stream is not live"));
         }
         let out = g.room.join(conn, name, moderator, now_ms())?;
-        let (tx, rx) = mpsc::channel(self.queue);
-        let close: CloseSlot = Arc::new(Mutex::new(None));
-        g.conns.insert(
-            conn,
-            ConnSlot {
-                tx,
-                close: close.clone(),
-            },
-        );
+        let queue = Arc::new(FrameQueue::new(self.queue));
+        g.conns.insert(conn, queue.clone());
         let pending = self.dispatch(&mut g, out);
         debug_assert!(pending.is_empty());
-        Ok(Joined { conn, rx, close })
+        Ok(Joined { conn, queue })
     }
 
     pub fn leave(&self, conn: ConnId) {
@@ -422,16 +408,16 @@ impl RoomHandle {
         for o in outputs {
             match o {
                 Output::To(c, f) => {
-                    if let Some(slot) = g.conns.get(&c) {
-                        if slot.tx.try_send(f.encode()).is_err() {
+                    if let Some(q) = g.conns.get(&c) {
+                        if !q.push(f.encode()) {
                             slow.push(c);
                         }
                     }
                 }
                 Output::Broadcast(f) => {
                     let text = f.encode();
-                    for (c, slot) in &g.conns {
-                        if slot.tx.try_send(text.clone()).is_err() {
+                    for (c, q) in &g.conns {
+                        if !q.push(text.clone()) {
                             slow.push(*c);
                         }
                     }
@@ -456,12 +442,10 @@ impl RoomHandle {
         pending
     }
 
-    /// Drops the connection's queue sender; its task sends `frame` and closes.
+    /// Lets go of a connection; its task sends what is queued, then `frame`, then closes.
     fn close(g: &mut Inner, conn: ConnId, frame: ServerFrame) {
-        if let Some(slot) = g.conns.remove(&conn) {
-            if let Ok(mut s) = slot.close.lock() {
-                *s = Some(frame);
-            }
+        if let Some(q) = g.conns.remove(&conn) {
+            q.close(frame);
         }
     }
 }

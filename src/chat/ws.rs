@@ -23,11 +23,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::protocol::{self, ServerFrame};
+use super::queue::Next;
 use super::{ChatRooms, Joined, RoomHandle};
 use crate::origin::body::Body;
 
 /// tungstenite's read buffer per connection (chat frames are small).
-pub const READ_BUFFER: usize = 1024;
+pub const READ_BUFFER: usize = 512;
 /// A ping goes out when a connection has been quiet this long…
 pub const PING_EVERY: Duration = Duration::from_secs(20);
 /// …and a connection that has sent nothing (not even a pong) for this long is closed.
@@ -183,7 +184,8 @@ async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
         // Read (and discard) whatever the peer still sends, until it closes or briefly: closing
         // with unread input would reset the connection and could lose the error frame.
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            let mut buf = [0u8; 4096];
+            // On the heap: an array here would sit in every connection task's future.
+            let mut buf = vec![0u8; 4096];
             let mut left = 4usize << 20;
             while left > 0 {
                 match ws.get_mut().read(&mut buf).await {
@@ -209,11 +211,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         return refuse(&mut ws, f, CloseCode::Policy).await;
     }
     let conn = rooms.next_conn_id();
-    let Joined {
-        conn,
-        mut rx,
-        close,
-    } = match room.join(conn, nick.as_deref(), moderator == Some(true)) {
+    let Joined { conn, queue } = match room.join(conn, nick.as_deref(), moderator == Some(true)) {
         Ok(j) => j,
         Err(f) => return refuse(&mut ws, f, CloseCode::Policy).await,
     };
@@ -221,12 +219,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     loop {
         tokio::select! {
-            out = rx.recv() => match out {
-                Some(text) => {
+            next = queue.next() => match next {
+                Next::Frame(text) => {
                     // Everything already queued goes out with one flush.
                     let write = async {
                         ws.feed(Message::Text(text)).await?;
-                        while let Ok(more) = rx.try_recv() {
+                        while let Some(more) = queue.try_pop() {
                             ws.feed(Message::Text(more)).await?;
                         }
                         ws.flush().await
@@ -236,10 +234,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         _ => break,
                     }
                 }
-                None => {
+                Next::Closed(frame) => {
                     // The room let go of us: say why, then close.
-                    let frame = close.lock().ok().and_then(|mut s| s.take());
-                    let frame = frame.unwrap_or_else(|| ServerFrame::error("closed", "the room closed"));
                     room.leave(conn);
                     return refuse(&mut ws, frame, CloseCode::Policy).await;
                 }
