@@ -87,6 +87,7 @@
     errors: [], errorCount: 0, fatal: null, videoError: null,
     frag: null, levelLoaded: 0, live: null, partTarget: null, targetDuration: null,
     restarts: 0, playingDate: null, g2g: null,
+    onHls: [],             // functions called with (hls, Hls) for every new hls.js instance
   };
   for (const t of ['video/mp4; codecs="avc1.64001f"', 'video/mp4; codecs="avc1.4d401f"', 'video/mp4; codecs="avc1.42e01e"',
                    'audio/mp4; codecs="mp4a.40.2"', 'video/mp4; codecs="avc1.64001f,mp4a.40.2"', 'video/mp2t; codecs="avc1.64001f,mp4a.40.2"',
@@ -240,6 +241,8 @@
         setState('unsupported', 'Player setup failed: ' + e.message);
         return;
       }
+      // Other scripts (chat.js) hook every new hls.js instance through H.onHls.
+      for (const f of H.onHls) { try { f(hls, HlsCtor); } catch (e) { recordError('onHls/' + e.message); } }
       hls.on(HlsCtor.Events.ERROR, onHlsError);
       hls.on(HlsCtor.Events.MANIFEST_PARSED, () => tryPlay());
       hls.on(HlsCtor.Events.FRAG_CHANGED, (_e, d) => {
@@ -338,6 +341,8 @@
     const l = hls.levels[hls.currentLevel >= 0 ? hls.currentLevel : hls.loadLevel];
     return l ? (l.averageBitrate || l.bitrate) : null;
   }
+
+  H.playingDateMs = playingDateMs;
 
   H.sample = () => {
     const q = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
