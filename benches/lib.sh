@@ -101,6 +101,20 @@ kill_pids() {
   return 0
 }
 
+# count_advancing N: how many of streams s1..sN have a media playlist whose last line changes
+# within 2.2 s (a new part or segment), printed as "live/N".
+count_advancing() {
+  local N=$1 i b live=0
+  local -a first
+  for i in $(seq 1 "$N"); do first[$i]=$(curl -s "$FC_URL/live/s$i/source/index.m3u8" | tail -1); done
+  sleep 2.2
+  for i in $(seq 1 "$N"); do
+    b=$(curl -s "$FC_URL/live/s$i/source/index.m3u8" | tail -1)
+    [ -n "${first[$i]}" ] && [ "${first[$i]}" != "$b" ] && live=$((live + 1))
+  done
+  echo "$live/$N"
+}
+
 # wait_port PORT [SECONDS=5]: until something listens on 127.0.0.1:PORT.
 wait_port() {
   local i

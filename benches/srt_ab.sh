@@ -44,15 +44,7 @@ run_streams() {  # run_streams PROTO N
   sleep 12
   python3 "$B/proc_usage.py" "$WIN" "$FC_PID"
   python3 "$B/proc_usage.py" 5 "${PIDS[@]}" | sed 's/^/publishers_total_/' | grep cpu
-  local live=0 b
-  local -a first
-  for i in $(seq 1 "$N"); do first[$i]=$(curl -s "$FC_URL/live/s$i/source/index.m3u8" | tail -1); done
-  sleep 2.2
-  for i in $(seq 1 "$N"); do
-    b=$(curl -s "$FC_URL/live/s$i/source/index.m3u8" | tail -1)
-    [ -n "${first[$i]}" ] && [ "${first[$i]}" != "$b" ] && live=$((live + 1))
-  done
-  echo "advancing=$live/$N"
+  echo "advancing=$(count_advancing "$N")"
   echo "loadavg=$(cut -d' ' -f1 /proc/loadavg)"
   kill_pids "${PIDS[@]}"; PIDS=()
   fc_stop

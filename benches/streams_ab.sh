@@ -33,15 +33,7 @@ fc_streams() {  # fc_streams N WIN  -> key=value lines like nginx_streams.sh
   python3 "$B/proc_usage.py" "$W" "$FC_PID" | sed 's/^/ferrocast_/'
   echo "ferrocast_threads=$(ls /proc/$FC_PID/task | wc -l)"
   python3 "$B/proc_usage.py" 5 "${PIDS[@]}" | sed 's/^/publishers_total_/' | grep cpu
-  local live=0 b
-  local -a first
-  for i in $(seq 1 "$N"); do first[$i]=$(curl -s "$FC_URL/live/s$i/source/index.m3u8" | tail -1); done
-  sleep 2.2
-  for i in $(seq 1 "$N"); do
-    b=$(curl -s "$FC_URL/live/s$i/source/index.m3u8" | tail -1)
-    [ -n "${first[$i]}" ] && [ "${first[$i]}" != "$b" ] && live=$((live + 1))
-  done
-  echo "streams_advancing=$live/$N"
+  echo "streams_advancing=$(count_advancing "$N")"
   echo "ferrocast_hub_lagged_frames=$(curl -s "$FC_URL/metrics" | awk '/^ferrocast_hub_lagged_frames_total/{print $2}')"
   echo "system_loadavg_1m=$(cut -d' ' -f1 /proc/loadavg)"
   kill_pids "${PIDS[@]}"; PIDS=()

@@ -16,6 +16,7 @@ use crate::ingest::auth::Refusal;
 use crate::media::{AudioConfig, Frame, VideoConfig};
 use crate::metrics::Metrics;
 use crate::origin::store::{Store, StreamEntry};
+use crate::package::emsg::TimedMetadata;
 use crate::packager;
 use crate::pipeline::follow::CutLog;
 use crate::pipeline::transcoder;
@@ -43,6 +44,8 @@ pub enum HubMsg {
         audio: Option<AudioConfig>,
     },
     Frame(Frame),
+    /// Timed metadata (a chat event) for the next part of every rendition.
+    Metadata(Arc<TimedMetadata>),
     /// The publisher left; the stream may resume within the grace period.
     Stop,
     /// The stream is over: end the playlists.
@@ -291,6 +294,16 @@ impl Hub {
             Err(Refusal::AlreadyLive(name.to_string()))
         } else {
             Ok(())
+        }
+    }
+
+    /// Puts a timed metadata event into every rendition of `name`'s stream (from the next
+    /// part on). False when the stream is not live (nothing to carry it).
+    pub fn send_metadata(&self, name: &str, event: Arc<TimedMetadata>) -> bool {
+        let lives = self.lives();
+        match lives.get(name) {
+            Some(live) => live.tx.send(HubMsg::Metadata(event)).is_ok(),
+            None => false,
         }
     }
 

@@ -124,6 +124,10 @@ pub async fn run(
                     out
                 }
             }
+            HubMsg::Metadata(event) => {
+                seg.push_metadata(event);
+                continue;
+            }
             HubMsg::Stop => seg.end_session(),
             HubMsg::End => {
                 let out = seg.end_session();
@@ -268,6 +272,10 @@ pub async fn run_rung(
                     tracing::info!(stream = %entry.name, rung = %name, "rung listed in the multivariant playlist");
                 }
                 out
+            }
+            RungMsg::Metadata(event) => {
+                seg.push_metadata(event);
+                continue;
             }
             RungMsg::Audio(frame) => {
                 if held.len() == RUNG_AUDIO_HELD {

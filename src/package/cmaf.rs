@@ -111,6 +111,17 @@ pub fn init_segment(video: Option<&VideoConfig>, audio: Option<&AudioConfig>) ->
 /// Pass `with_styp` for the first fragment of an HLS segment; later parts of the same
 /// segment omit it so that the concatenated parts form the segment.
 pub fn fragment(sequence_number: u32, runs: &[TrackRun], with_styp: bool) -> Bytes {
+    fragment_with_events(sequence_number, runs, with_styp, &[])
+}
+
+/// [`fragment`] with `events` (complete `emsg` boxes) between `styp` and `moof`, where CMAF
+/// places a chunk's event messages.
+pub fn fragment_with_events(
+    sequence_number: u32,
+    runs: &[TrackRun],
+    with_styp: bool,
+    events: &[u8],
+) -> Bytes {
     let runs: Vec<&TrackRun> = runs.iter().filter(|r| !r.samples.is_empty()).collect();
     let run_lens: Vec<usize> = runs.iter().map(|r| run_data_len(r)).collect();
     let data_len = run_lens
@@ -121,11 +132,12 @@ pub fn fragment(sequence_number: u32, runs: &[TrackRun], with_styp: bool) -> Byt
     // Exact enough that the buffer never grows: a part lives in the store for the
     // whole window, so a doubled allocation would double the origin's memory.
     let samples: usize = runs.iter().map(|r| r.samples.len()).sum();
-    let header_len = 128 + runs.len() * 80 + samples * 16;
+    let header_len = 128 + runs.len() * 80 + samples * 16 + events.len();
     let mut buf = BytesMut::with_capacity(data_len.saturating_add(header_len));
     if with_styp {
         write_styp(&mut buf, runs.len() == 1);
     }
+    buf.put_slice(events);
     let moof_start = buf.len();
     let mut offset_slots = Vec::with_capacity(runs.len());
     write_box(&mut buf, b"moof", |b| {

@@ -2,5 +2,6 @@
 
 pub mod boxes;
 pub mod cmaf;
+pub mod emsg;
 pub mod playlist;
 pub mod segmenter;

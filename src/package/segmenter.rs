@@ -11,10 +11,11 @@
 //! publisher whose clock restarts at zero is shifted to follow on, and the first
 //! segment after it is flagged as a discontinuity.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::media::{AudioConfig, Frame, Track, VideoConfig, TIMESCALE};
 use crate::package::cmaf::{self, Sample, TrackRun, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
+use crate::package::emsg::{self, TimedMetadata};
 use crate::pipeline::follow::Lead;
 
 /// Cut settings in 90 kHz ticks.
@@ -96,7 +97,13 @@ struct OpenSegment {
     msn: u64,
     start: u64,
     parts: u32,
+    /// Program date-time of `start` (UNIX ms): maps event times onto the media timeline.
+    pdt_ms: u64,
 }
+
+/// Timed metadata events waiting for the next part; beyond this the oldest are dropped
+/// (a stream without media for a long time must not grow memory).
+pub const MAX_PENDING_EVENTS: usize = 256;
 
 /// The sans-IO segmenter for one rendition.
 #[derive(Debug)]
@@ -127,6 +134,8 @@ pub struct Segmenter {
     /// prediction only leaves a sub-millisecond gap.
     video_interval: u64,
     recent_intervals: [u64; RECENT_INTERVALS],
+    /// Timed metadata for the next part (emsg boxes in front of its `moof`).
+    pending_events: std::collections::VecDeque<std::sync::Arc<TimedMetadata>>,
     /// Next expected audio decode time in the audio timescale.
     audio_next: Option<u64>,
     /// Following a leader ([`Segmenter::push_following`]): cut only where it cut.
@@ -166,6 +175,7 @@ impl Segmenter {
             last_video_dts: None,
             video_interval: DEFAULT_VIDEO_INTERVAL,
             recent_intervals: [0; RECENT_INTERVALS],
+            pending_events: std::collections::VecDeque::new(),
             audio_next: None,
             follow: false,
             lead: None,
@@ -251,6 +261,15 @@ impl Segmenter {
         let out = self.close_segment();
         self.resume_at = self.resume_at.max(self.part.end);
         out
+    }
+
+    /// Queues a timed metadata event for the next part this rendition publishes. Every
+    /// rendition of a stream shares the segments' PDTs, so each places it at the same media time.
+    pub fn push_metadata(&mut self, event: std::sync::Arc<TimedMetadata>) {
+        if self.pending_events.len() == MAX_PENDING_EVENTS {
+            self.pending_events.pop_front();
+        }
+        self.pending_events.push_back(event);
     }
 
     /// Feeds one frame; returns what became available.
@@ -447,6 +466,7 @@ impl Segmenter {
             msn,
             start,
             parts: 0,
+            pdt_ms: pdt_ms.max(0) as u64,
         });
         self.part = OpenPart {
             start,
@@ -467,6 +487,12 @@ impl Segmenter {
             return None;
         }
         let part = std::mem::take(&mut self.part);
+        // Where the part's picture starts (its media start if it has no video).
+        let first = if part.video.is_empty() {
+            part.start
+        } else {
+            part.video_base
+        };
         let independent = match part.video.first() {
             Some(s) => s.keyframe,
             None => self.video.is_none(),
@@ -486,7 +512,15 @@ impl Segmenter {
                 samples: part.audio,
             });
         }
-        let bytes = cmaf::fragment(self.fragment_seq, &runs, seg.parts == 0);
+        let mut events = BytesMut::new();
+        for ev in self.pending_events.drain(..) {
+            // The event's PDT on this segment's timeline, never before the part it rides in
+            // (it arrived while that part was the live edge).
+            let offset = (ev.pdt_ms as i64 - seg.pdt_ms as i64) * (TIMESCALE as i64 / 1000);
+            let at = (seg.start as i64 + offset).max(first as i64) as u64;
+            emsg::write_emsg(&mut events, ev.id, at, &ev.id3);
+        }
+        let bytes = cmaf::fragment_with_events(self.fragment_seq, &runs, seg.parts == 0, &events);
         self.fragment_seq = self.fragment_seq.wrapping_add(1);
         let out = PartOut {
             msn: seg.msn,
@@ -718,6 +752,88 @@ mod tests {
             }
         }
         assert!(checked > 3);
+    }
+
+    /// Top-level boxes of a part: (type, body).
+    fn top_boxes(b: &[u8]) -> Vec<([u8; 4], &[u8])> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i + 8 <= b.len() {
+            let size = u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]) as usize;
+            let kind = [b[i + 4], b[i + 5], b[i + 6], b[i + 7]];
+            out.push((kind, &b[i + 8..i + size]));
+            i += size;
+        }
+        out
+    }
+
+    #[test]
+    fn metadata_rides_in_the_next_part_at_its_pdt() {
+        let mut seg = Segmenter::new(cut());
+        seg.begin_session(Some(video_cfg()), Some(audio_cfg()));
+        let frames = rtmp_stream(10, 60, 0);
+        let (before, after) = frames.split_at(frames.len() / 2);
+        let out = run(&mut seg, before);
+        // The newest segment's start and PDT, and the live edge (end of the newest part).
+        let (seg_pdt, seg_start) = out
+            .iter()
+            .rev()
+            .find_map(|o| match o {
+                Output::SegmentStart { pdt_ms, .. } => Some(*pdt_ms),
+                _ => None,
+            })
+            .map(|p| (p, seg.open_segment_start().unwrap()))
+            .unwrap();
+        // One event ahead of the edge (kept where it is), one behind (moved up to the part).
+        let id3 = emsg::id3_txxx(emsg::CHAT_DESCRIPTION, "{\"type\":\"message\"}");
+        for (id, pdt) in [(1, seg_pdt + 1500), (2, seg_pdt + 100)] {
+            seg.push_metadata(std::sync::Arc::new(TimedMetadata {
+                id,
+                pdt_ms: pdt,
+                id3: id3.clone(),
+            }));
+        }
+        let later = run(&mut seg, after);
+        let with_events: Vec<&PartOut> = parts(&later)
+            .into_iter()
+            .filter(|p| top_boxes(&p.bytes).iter().any(|(k, _)| k == b"emsg"))
+            .collect();
+        assert_eq!(with_events.len(), 1, "one part carries the events");
+        let first_part = parts(&later)[0];
+        assert_eq!(
+            with_events[0].number, first_part.number,
+            "the very next part"
+        );
+        let boxes = top_boxes(&with_events[0].bytes);
+        let kinds: Vec<&[u8; 4]> = boxes.iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == b"emsg").count(),
+            2,
+            "{kinds:?}"
+        );
+        let moof = kinds.iter().position(|k| *k == b"moof").unwrap();
+        assert!(
+            kinds[..moof].iter().filter(|k| **k == b"emsg").count() == 2,
+            "emsg boxes come before moof: {kinds:?}"
+        );
+        let pts: Vec<u64> = boxes
+            .iter()
+            .filter(|(k, _)| k == b"emsg")
+            .map(|(_, body)| {
+                assert!(body.ends_with(&id3));
+                u64::from_be_bytes(body[8..16].try_into().unwrap())
+            })
+            .collect();
+        assert_eq!(pts[0], seg_start + 1500 * 90, "ahead of the edge: exact");
+        let part_start = mp4_tfdt(&with_events[0].bytes);
+        assert_eq!(pts[1], part_start, "behind the edge: at the part's start");
+        assert!(part_start > seg_start + 100 * 90);
+    }
+
+    /// Base decode time of the first track fragment (tfdt v1) in a part.
+    fn mp4_tfdt(b: &[u8]) -> u64 {
+        let at = b.windows(4).position(|w| w == b"tfdt").unwrap();
+        u64::from_be_bytes(b[at + 8..at + 16].try_into().unwrap())
     }
 
     #[test]

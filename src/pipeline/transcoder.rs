@@ -31,6 +31,7 @@ use crate::hub::HubMsg;
 use crate::media::{aac, h264, AudioConfig, Frame, Track, VideoConfig, TIMESCALE};
 use crate::metrics::Metrics;
 use crate::origin::store::unix_ms;
+use crate::package::emsg::TimedMetadata;
 use crate::pipeline::ladder::{self, Rung, Selected};
 
 /// Hub messages the transcoder may hold before it drops (≈ 4 s of 30 fps video + audio).
@@ -200,6 +201,8 @@ pub enum RungMsg {
     Video(Frame),
     /// A source audio frame, passed through.
     Audio(Frame),
+    /// Timed metadata (a chat event) for the rung's next part.
+    Metadata(Arc<TimedMetadata>),
     /// The rung stopped (failed, restarting, or not used for this source): unlist it.
     Hide,
     /// The publisher left.
@@ -328,7 +331,10 @@ pub fn spawn(
                     metrics
                         .transcode_dropped_frames
                         .fetch_add(1, Ordering::Relaxed);
-                    if matches!(m, HubMsg::End | HubMsg::Stop | HubMsg::Start { .. }) {
+                    if matches!(
+                        m,
+                        HubMsg::End | HubMsg::Stop | HubMsg::Start { .. } | HubMsg::Metadata(_)
+                    ) {
                         // Control messages must arrive; wait for room (off the async threads).
                         let tx = tx.clone();
                         let _ = tokio::task::spawn_blocking(move || tx.send(m)).await;
@@ -430,6 +436,7 @@ impl Control {
                     self.broadcast(|| RungMsg::Stop);
                 }
                 Ok(HubMsg::Frame(f)) => self.frame(f),
+                Ok(HubMsg::Metadata(event)) => self.broadcast(|| RungMsg::Metadata(event.clone())),
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.poll();

@@ -603,29 +603,17 @@ pub struct Publisher {
 impl Publisher {
     /// Publishes `secs` seconds of the clip (looped, `-re`, `-c copy`) to `url`.
     pub fn start(url: &str, secs: f64, log_dir: &Path) -> Publisher {
-        let clip = clip();
-        Publisher::spawn(
-            &[
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-i",
-                clip.to_str().unwrap(),
-                "-t",
-                &format!("{secs}"),
-                "-c",
-                "copy",
-                "-f",
-                "flv",
-                url,
-            ],
-            log_dir,
-        )
+        Publisher::looped(url, secs, "flv", log_dir)
     }
 
     /// Publishes `secs` seconds of the clip as MPEG-TS to an `srt://` URL (ffmpeg's libsrt).
     pub fn start_srt(url: &str, secs: f64, log_dir: &Path) -> Publisher {
+        Publisher::looped(url, secs, "mpegts", log_dir)
+    }
+
+    fn looped(url: &str, secs: f64, format: &str, log_dir: &Path) -> Publisher {
         let clip = clip();
+        let secs = format!("{secs}");
         Publisher::spawn(
             &[
                 "-re",
@@ -634,11 +622,11 @@ impl Publisher {
                 "-i",
                 clip.to_str().unwrap(),
                 "-t",
-                &format!("{secs}"),
+                &secs,
                 "-c",
                 "copy",
                 "-f",
-                "mpegts",
+                format,
                 url,
             ],
             log_dir,
