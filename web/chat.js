@@ -146,13 +146,15 @@
     const li = document.createElement('li');
     li.className = 'msg' + (C.me && msg.name === C.me ? ' mine' : '');
     li.dataset.id = String(msg.id);
-    const who = document.createElement('button');
-    who.type = 'button';
+    // Moderators can pick a name for timeout/ban by clicking it; for others it is plain text.
+    const who = document.createElement(C.moderator ? 'button' : 'span');
     who.className = 'who';
     who.textContent = msg.name;          // text, never markup
-    who.title = msg.ts ? new Date(msg.ts).toLocaleTimeString() : '';
-    who.tabIndex = C.moderator ? 0 : -1;
-    who.addEventListener('click', () => { if (C.moderator) { modName.value = msg.name; modName.focus(); } });
+    who.title = (msg.ts ? new Date(msg.ts).toLocaleTimeString() : '') + (C.moderator ? ' — click to moderate' : '');
+    if (C.moderator) {
+      who.type = 'button';
+      who.addEventListener('click', () => { modName.value = msg.name; modName.focus(); });
+    }
     const text = document.createElement('span');
     text.className = 'text';
     text.textContent = msg.text;         // text, never markup
@@ -361,13 +363,20 @@
         panel.classList.toggle('moderator', C.moderator);
         if (C.moderator) for (const [id, li] of items) if (!li.querySelector('.del')) {
           li.append(deleteButton({ id, name: li.querySelector('.who').textContent }));
-          li.querySelector('.who').tabIndex = 0;
         }
         if (f.limits && f.limits.max_message_len) input.maxLength = f.limits.max_message_len;
         setStatus('');
         setSendable(C.open, C.open ? '' : 'The stream has ended: chat is read-only');
         if (C.me) input.setAttribute('aria-label', 'Message as ' + C.me);
-        for (const m of f.history || []) accept(m, undefined, 'history');
+        const history = f.history || [];
+        // After a reconnect: a shown message inside the history's id range that the history no
+        // longer holds was deleted while we were away.
+        if (history.length) {
+          const ids = new Set(history.map(m => m.id));
+          const lo = Math.min(...ids);
+          for (const id of [...items.keys()]) if (id >= lo && !ids.has(id)) remove(id);
+        }
+        for (const m of history) accept(m, undefined, 'history');
         break;
       }
       case 'message': accept(f, undefined, 'ws'); break;
