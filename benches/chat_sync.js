@@ -52,8 +52,11 @@ const N = +nArg, EVERY = +everyArg;
         let pdt = null;
         const d = window.hls && hls.latestLevelDetails;
         if (d) {
-          const f = d.fragments.find(f => m.mediaTime >= f.start && m.mediaTime < f.start + f.duration);
-          if (f && Number.isFinite(f.programDateTime)) pdt = f.programDateTime + (m.mediaTime - f.start) * 1000;
+          // The last segment that starts at or before the frame: at the live edge that is the
+          // segment still being filled with parts (hls.js lists it with duration 0 until done).
+          let f = null;
+          for (const x of d.fragments) if (x.start <= m.mediaTime + 1e-3 && Number.isFinite(x.programDateTime)) f = x;
+          if (f) pdt = f.programDateTime + (m.mediaTime - f.start) * 1000;
         }
         window.__frames.push({ edt: m.expectedDisplayTime, mt: m.mediaTime, pdt });
         if (window.__frames.length > 20000) window.__frames.splice(0, 10000);
