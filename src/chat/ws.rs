@@ -119,7 +119,9 @@ pub fn upgrade(rooms: &Arc<ChatRooms>, name: &str, mut req: Request<Incoming>) -
     let moderator = token.as_deref().map(|t| rooms.is_moderator_token(t));
     let rooms = rooms.clone();
     let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
+    // Rare paths (refusals) are boxed where they are awaited, so the task every connection
+    // keeps is small (about 1.4 KiB here).
+    let task = async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -151,7 +153,8 @@ pub fn upgrade(rooms: &Arc<ChatRooms>, name: &str, mut req: Request<Incoming>) -
                 run(ws, &rooms, &room, nick, moderator).await;
             }
         }
-    });
+    };
+    tokio::spawn(task);
     let mut r = Response::new(Body::default());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
@@ -208,12 +211,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     if moderator == Some(false) {
         let f = ServerFrame::error("bad_token", "the moderator token is not valid");
-        return refuse(&mut ws, f, CloseCode::Policy).await;
+        return Box::pin(refuse(&mut ws, f, CloseCode::Policy)).await;
     }
     let conn = rooms.next_conn_id();
     let Joined { conn, queue } = match room.join(conn, nick.as_deref(), moderator == Some(true)) {
         Ok(j) => j,
-        Err(f) => return refuse(&mut ws, f, CloseCode::Policy).await,
+        Err(f) => return Box::pin(refuse(&mut ws, f, CloseCode::Policy)).await,
     };
     let mut last_seen = Instant::now();
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
@@ -237,7 +240,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 Next::Closed(frame) => {
                     // The room let go of us: say why, then close.
                     room.leave(conn);
-                    return refuse(&mut ws, frame, CloseCode::Policy).await;
+                    return Box::pin(refuse(&mut ws, frame, CloseCode::Policy)).await;
                 }
             },
             msg = ws.next() => {
@@ -259,7 +262,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                             "too_large",
                             format!("frames are at most {} bytes", rooms.max_frame),
                         );
-                        return refuse(&mut ws, f, CloseCode::Size).await;
+                        return Box::pin(refuse(&mut ws, f, CloseCode::Size)).await;
                     }
                     Some(Err(e)) => {
                         tracing::debug!(conn, "chat connection error: {e}");
@@ -271,7 +274,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 if last_seen.elapsed() >= IDLE_LIMIT {
                     room.leave(conn);
                     let f = ServerFrame::error("idle", "no answer to pings");
-                    return refuse(&mut ws, f, CloseCode::Away).await;
+                    return Box::pin(refuse(&mut ws, f, CloseCode::Away)).await;
                 }
                 if tokio::time::timeout(WRITE_TIMEOUT, ws.send(Message::Ping(Default::default()))).await.is_err() {
                     break;
