@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -166,6 +166,21 @@ pub fn upgrade(rooms: &Arc<ChatRooms>, name: &str, mut req: Request<Incoming>) -
     r
 }
 
+/// Header of an unmasked, final text frame of `len` bytes (RFC 6455 5.2; servers never mask).
+fn text_frame_header(len: usize) -> Vec<u8> {
+    let mut h = vec![0x81];
+    if len < 126 {
+        h.push(len as u8);
+    } else if len <= 0xFFFF {
+        h.push(126);
+        h.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        h.push(127);
+        h.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    h
+}
+
 /// Sends an error frame and closes; failures are ignored (the peer may be gone).
 async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
     ws: &mut WebSocketStream<S>,
@@ -218,6 +233,21 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(j) => j,
         Err(f) => return Box::pin(refuse(&mut ws, f, CloseCode::Policy)).await,
     };
+    // The welcome (with history, up to tens of KiB) is written around tungstenite: its write
+    // buffer keeps the capacity of the largest frame it ever wrote, for the connection's life.
+    if let Some(welcome) = queue.try_pop() {
+        let io = ws.get_mut();
+        let sent = tokio::time::timeout(WRITE_TIMEOUT, async {
+            io.write_all(&text_frame_header(welcome.len())).await?;
+            io.write_all(welcome.as_bytes()).await?;
+            io.flush().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            room.leave(conn);
+            return;
+        }
+    }
     let mut last_seen = Instant::now();
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     loop {
@@ -288,6 +318,16 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_headers_use_the_shortest_length_form() {
+        assert_eq!(text_frame_header(5), [0x81, 5]);
+        assert_eq!(text_frame_header(126), [0x81, 126, 0, 126]);
+        assert_eq!(
+            text_frame_header(70_000),
+            [0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]
+        );
+    }
 
     #[test]
     fn query_names_and_tokens_are_decoded() {
