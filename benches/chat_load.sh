@@ -41,6 +41,8 @@ key = "bench-chat"
 pipeline = "passthrough"
 TOML
 
+# A previous run's server may still be exiting.
+for _ in $(seq 100); do ss -ltn | grep -q " ${HTTP} " || break; sleep 0.1; done
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
@@ -58,6 +60,11 @@ for _ in $(seq 100); do
   curl -s "http://$HTTP/api/v1/streams" | grep -q '"chat_connections":0' && break; sleep 0.2
 done
 
+chat_conns() {
+  curl -s "http://$HTTP/api/v1/streams" | python3 -c "$PY_CONNS"
+}
+PY_CONNS='import json, sys
+print(json.load(sys.stdin)[0]["chat_connections"])'
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
 echo "out=$OUT"
@@ -84,7 +91,7 @@ for N in $COUNTS; do
   # RSS with everyone connected, before the first message.
   sleep $(( ramp - 1 ))
   rss1=$(rss_kib)
-  conns=$(curl -s "http://$HTTP/api/v1/streams" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["chat_connections"])')
+  conns=$(chat_conns)
   cpu0=$(cpu_ticks); t0=$(date +%s.%N)
   for p in "${LPIDS[@]}"; do wait "$p" || true; done
   cpu1=$(cpu_ticks); t1=$(date +%s.%N)

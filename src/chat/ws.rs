@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -119,7 +119,9 @@ pub fn upgrade(rooms: &Arc<ChatRooms>, name: &str, mut req: Request<Incoming>) -
     let moderator = token.as_deref().map(|t| rooms.is_moderator_token(t));
     let rooms = rooms.clone();
     let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
+    // Rare paths (refusals) are boxed where they are awaited, so the task every connection
+    // keeps is small (about 1.4 KiB here).
+    let task = async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
@@ -151,7 +153,8 @@ pub fn upgrade(rooms: &Arc<ChatRooms>, name: &str, mut req: Request<Incoming>) -
                 run(ws, &rooms, &room, nick, moderator).await;
             }
         }
-    });
+    };
+    tokio::spawn(task);
     let mut r = Response::new(Body::default());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
@@ -161,6 +164,21 @@ pub fn upgrade(rooms: &Arc<ChatRooms>, name: &str, mut req: Request<Incoming>) -
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     r
+}
+
+/// Header of an unmasked, final text frame of `len` bytes (RFC 6455 5.2; servers never mask).
+fn text_frame_header(len: usize) -> Vec<u8> {
+    let mut h = vec![0x81];
+    if len < 126 {
+        h.push(len as u8);
+    } else if len <= 0xFFFF {
+        h.push(126);
+        h.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        h.push(127);
+        h.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    h
 }
 
 /// Sends an error frame and closes; failures are ignored (the peer may be gone).
@@ -208,13 +226,28 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     if moderator == Some(false) {
         let f = ServerFrame::error("bad_token", "the moderator token is not valid");
-        return refuse(&mut ws, f, CloseCode::Policy).await;
+        return Box::pin(refuse(&mut ws, f, CloseCode::Policy)).await;
     }
     let conn = rooms.next_conn_id();
     let Joined { conn, queue } = match room.join(conn, nick.as_deref(), moderator == Some(true)) {
         Ok(j) => j,
-        Err(f) => return refuse(&mut ws, f, CloseCode::Policy).await,
+        Err(f) => return Box::pin(refuse(&mut ws, f, CloseCode::Policy)).await,
     };
+    // The welcome (with history, up to tens of KiB) is written around tungstenite: its write
+    // buffer keeps the capacity of the largest frame it ever wrote, for the connection's life.
+    if let Some(welcome) = queue.try_pop() {
+        let io = ws.get_mut();
+        let sent = tokio::time::timeout(WRITE_TIMEOUT, async {
+            io.write_all(&text_frame_header(welcome.len())).await?;
+            io.write_all(welcome.as_bytes()).await?;
+            io.flush().await
+        })
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            room.leave(conn);
+            return;
+        }
+    }
     let mut last_seen = Instant::now();
     let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     loop {
@@ -237,7 +270,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 Next::Closed(frame) => {
                     // The room let go of us: say why, then close.
                     room.leave(conn);
-                    return refuse(&mut ws, frame, CloseCode::Policy).await;
+                    return Box::pin(refuse(&mut ws, frame, CloseCode::Policy)).await;
                 }
             },
             msg = ws.next() => {
@@ -259,7 +292,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                             "too_large",
                             format!("frames are at most {} bytes", rooms.max_frame),
                         );
-                        return refuse(&mut ws, f, CloseCode::Size).await;
+                        return Box::pin(refuse(&mut ws, f, CloseCode::Size)).await;
                     }
                     Some(Err(e)) => {
                         tracing::debug!(conn, "chat connection error: {e}");
@@ -271,7 +304,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                 if last_seen.elapsed() >= IDLE_LIMIT {
                     room.leave(conn);
                     let f = ServerFrame::error("idle", "no answer to pings");
-                    return refuse(&mut ws, f, CloseCode::Away).await;
+                    return Box::pin(refuse(&mut ws, f, CloseCode::Away)).await;
                 }
                 if tokio::time::timeout(WRITE_TIMEOUT, ws.send(Message::Ping(Default::default()))).await.is_err() {
                     break;
@@ -285,6 +318,16 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_headers_use_the_shortest_length_form() {
+        assert_eq!(text_frame_header(5), [0x81, 5]);
+        assert_eq!(text_frame_header(126), [0x81, 126, 0, 126]);
+        assert_eq!(
+            text_frame_header(70_000),
+            [0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]
+        );
+    }
 
     #[test]
     fn query_names_and_tokens_are_decoded() {
