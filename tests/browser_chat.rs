@@ -327,8 +327,10 @@ fn check_shown(m: &Value, r: &Value, stream: bool) -> String {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_page_chat_in_step_with_the_picture() {
+/// One test at a time: each runs a Chromium and an ffmpeg, and timing is what they measure.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn live_server() -> (TestServer, Publisher) {
     check_prerequisites();
     std::env::set_current_dir(root()).expect("cd to the crate root");
     let srv = TestServer::start(ServerOpts {
@@ -344,8 +346,15 @@ async fn watch_page_chat_in_step_with_the_picture() {
         Publisher::start(&srv.rtmp_url(STREAM, Some(KEY)), PUBLISH_CAP_SECS, &scratch);
     srv.wait_live(STREAM, &mut publisher, Duration::from_secs(30))
         .await;
+    (srv, publisher)
+}
 
-    // ---- 1. WebSocket mode, the page as a moderator ------------------------------------------------
+/// WebSocket mode, the page as a moderator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
+    let _serial = SERIAL.lock().await;
+    let (srv, mut publisher) = live_server().await;
+    let scratch = srv.dir.path().to_path_buf();
     let url = format!(
         "http://{}/watch/{STREAM}?name=pagewatcher&token={MOD_TOKEN}",
         srv.http
@@ -415,8 +424,21 @@ async fn watch_page_chat_in_step_with_the_picture() {
         "console errors: {st}"
     );
     drop(page);
+    if let Some(status) = publisher.try_wait() {
+        panic!("ffmpeg exited early ({status}):\n{}", tail(&publisher.log, 20));
+    }
+    drop(publisher);
+    println!("browser chat (WebSocket):\n  {}", lines.join("\n  "));
+}
 
-    // ---- 2. ?chat=stream: no WebSocket, the stream's own metadata ------------------------------------
+/// `?chat=stream`: no WebSocket, the stream's own metadata (emsg/ID3) alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_page_chat_from_in_stream_metadata_alone() {
+    let _serial = SERIAL.lock().await;
+    let (srv, mut publisher) = live_server().await;
+    let scratch = srv.dir.path().to_path_buf();
+    let (mut alice, _) = Chat::connect(&srv, "?name=alice").await;
+    let (mut moder, _) = Chat::connect(&srv, &format!("?name=keeper&token={MOD_TOKEN}")).await;
     let url = format!("http://{}/watch/{STREAM}?chat=stream", srv.http);
     let mut page = Page::open(&url, &scratch, "stream");
     let ready = page.wait_playing();
@@ -425,11 +447,19 @@ async fn watch_page_chat_in_step_with_the_picture() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let m3 = alice.say(&format!("from the stream {MARKUP}")).await;
     let id3 = m3["id"].as_u64().unwrap();
-    let r3 = page.wait_shown(id3);
+    let r3 = page.cmd(
+        json!({"cmd": "wait-shown", "id": id3, "timeout": 20}),
+        Duration::from_secs(40),
+    );
+    assert_eq!(
+        r3["ok"], true,
+        "message {id3} never appeared from the stream; in-stream chat events the page saw: {} \
+         (none: the server did not carry chat in the parts' emsg/ID3 metadata): {r3}",
+        r3["chat"]["meta"]
+    );
     assert_eq!(r3["rec"]["origin"], "stream", "{r3}");
     let line3 = check_shown(&m3, &r3, true);
-    println!("{line3}");
-    lines.push(line3);
+    println!("browser chat (in-stream metadata): {line3}");
     assert_eq!(r3["rec"]["pdt"], m3["pdt"], "the event carries the message: {r3}");
     let d = f(&r3["meta"]["pdtOfPts"]) - f(&m3["pdt"]);
     assert!(
@@ -451,5 +481,4 @@ async fn watch_page_chat_in_step_with_the_picture() {
         panic!("ffmpeg exited early ({status}):\n{}", tail(&publisher.log, 20));
     }
     drop(publisher);
-    println!("browser chat:\n  {}", lines.join("\n  "));
 }
