@@ -10,7 +10,9 @@
 //!   `pdt` (the page's record of the frame; hls.js's playing date agrees), not before: it was
 //!   held at least about as long as the picture needed to get there;
 //! - the moderator controls work both ways: a delete from a Rust moderator client removes the
-//!   message from the page; the page's delete button removes one for the other clients too.
+//!   message from the page; the page's delete button removes one for the other clients too;
+//! - the page's send box reaches other clients under `?name=`; with the "in step" toggle off a
+//!   message shows on arrival, before its picture.
 //!
 //! And with `?chat=stream` (no WebSocket opened: checked with Playwright's websocket event and
 //! the page's own counter) the same kind of message appears from the in-stream metadata alone
@@ -408,6 +410,35 @@ async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
     assert_eq!(r["ok"], true, "{r}");
     alice.expect("deleted", |v| v["id"] == id1).await;
     page.wait_gone(id1);
+
+    // The page's send box reaches the other clients, under the page's name.
+    let r = page.cmd(
+        json!({"cmd": "type-send", "text": "typed <u>on</u> the page"}),
+        Duration::from_secs(20),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    let typed = alice
+        .expect("message", |v| v["text"] == "typed <u>on</u> the page")
+        .await;
+    assert_eq!(typed["name"], "pagewatcher", "{typed}");
+    page.wait_shown(typed["id"].as_u64().unwrap());
+
+    // "Instant": the toggle off shows a message on arrival, before its picture.
+    let r = page.cmd(json!({"cmd": "set-sync"}), Duration::from_secs(20));
+    assert_eq!(r["sync"], false, "{r}");
+    let m = alice.say("instant one").await;
+    let r = page.wait_shown(m["id"].as_u64().unwrap());
+    let rec = &r["rec"];
+    assert_eq!(rec["reason"], "instant", "{r}");
+    assert!(
+        f(&rec["heldMs"]) < 100.0 && f(&rec["playingDateAtShow"]) < f(&m["pdt"]),
+        "with the toggle off the message should show on arrival, before its picture: {r}"
+    );
+    println!(
+        "instant: shown {:.0} ms after arrival, {:.0} ms before its picture",
+        f(&rec["heldMs"]),
+        f(&m["pdt"]) - f(&rec["playingDateAtShow"])
+    );
 
     let st = page.cmd(json!({"cmd": "state"}), Duration::from_secs(20));
     assert_eq!(st["chat"]["wsOpened"], 1, "the page reconnected: {st}");

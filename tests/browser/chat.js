@@ -11,6 +11,8 @@
 //                                            its H.chat.shown record, dom what the list holds
 //   {"cmd":"wait-gone","id":N,"timeout":S}  -> {ok}: message N is no longer in the list
 //   {"cmd":"click-delete","id":N}        -> {ok}: clicks the moderator delete button of N
+//   {"cmd":"type-send","text":T}         -> {ok}: types T into the send box and presses Enter
+//   {"cmd":"set-sync"}                   -> {ok, sync}: clicks the "in step with video" toggle
 //   {"cmd":"state"}                      -> {chat, sample, websockets, alerts, consoleErrors}
 //   {"cmd":"quit"}                       -> closes the browser, exits 0
 // Every answer also carries `websockets` (URLs the page opened) and `alerts` (dialogs seen).
@@ -117,6 +119,14 @@ if (!url) fail('usage: chat.js PAGE_URL');
       } else if (c.cmd === 'click-delete') {
         await page.click(`#chat-list li[data-id="${c.id}"] button.del`, { timeout: 5000 });
         out({ ok: true });
+      } else if (c.cmd === 'type-send') {
+        // Through the page's own send box, as a viewer would.
+        await page.fill('#chat-input', c.text);
+        await page.press('#chat-input', 'Enter');
+        out({ ok: true, inputAfter: await page.inputValue('#chat-input') });
+      } else if (c.cmd === 'set-sync') {
+        await page.click('#chat-sync');
+        out({ ok: true, sync: await page.evaluate(() => H.chat.sync) });
       } else if (c.cmd === 'state') {
         out({ ok: true, chat: await chatState(), sample: await page.evaluate(() => H.sample()), consoleErrors });
       } else {
