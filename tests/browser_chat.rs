@@ -60,7 +60,10 @@ fn check_prerequisites() {
         missing.push("`node` on PATH".to_string());
     }
     if !chromium().exists() {
-        missing.push(format!("{} (Debian package chromium)", chromium().display()));
+        missing.push(format!(
+            "{} (Debian package chromium)",
+            chromium().display()
+        ));
     }
     if !r.join("node_modules/playwright-core/package.json").exists() {
         missing.push("node_modules/playwright-core".to_string());
@@ -149,7 +152,10 @@ impl Page {
             json!({"cmd": "wait-shown", "id": id, "timeout": 20}),
             Duration::from_secs(40),
         );
-        assert_eq!(r["ok"], true, "message {id} never appeared on the page: {r}");
+        assert_eq!(
+            r["ok"], true,
+            "message {id} never appeared on the page: {r}"
+        );
         r
     }
 
@@ -158,7 +164,10 @@ impl Page {
             json!({"cmd": "wait-gone", "id": id, "timeout": 15}),
             Duration::from_secs(30),
         );
-        assert_eq!(r["ok"], true, "message {id} was not removed from the page: {r}");
+        assert_eq!(
+            r["ok"], true,
+            "message {id} was not removed from the page: {r}"
+        );
         r
     }
 }
@@ -216,7 +225,10 @@ impl Chat {
             if v["type"] == kind && pred(&v) {
                 return v;
             }
-            assert_ne!(v["type"], "error", "chat error while waiting for {kind}: {v}");
+            assert_ne!(
+                v["type"], "error",
+                "chat error while waiting for {kind}: {v}"
+            );
         }
     }
 
@@ -231,7 +243,8 @@ impl Chat {
     async fn say(&mut self, text: &str) -> Value {
         self.send(json!({"type": "send", "text": text})).await;
         let t = text.to_string();
-        self.expect("message", move |v| v["text"] == t.as_str()).await
+        self.expect("message", move |v| v["text"] == t.as_str())
+            .await
     }
 }
 
@@ -246,7 +259,10 @@ fn check_shown(m: &Value, r: &Value, stream: bool) -> String {
     let pdt = f(&m["pdt"]);
     let rec = &r["rec"];
     let dom = &r["dom"];
-    let ctx = format!("message {m}\npage record {rec}\nDOM {dom}\nalerts {}", r["alerts"]);
+    let ctx = format!(
+        "message {m}\npage record {rec}\nDOM {dom}\nalerts {}",
+        r["alerts"]
+    );
     // Text, never markup.
     assert_eq!(dom["text"], m["text"], "the text differs: {ctx}");
     assert_eq!(dom["textChildElements"], 0, "markup became elements: {ctx}");
@@ -254,7 +270,9 @@ fn check_shown(m: &Value, r: &Value, stream: bool) -> String {
     assert_eq!(dom["listBolds"], 0, "a <b> was created: {ctx}");
     assert!(
         r["alerts"].as_array().is_some_and(|a| a.is_empty())
-            && r["chat"]["pageAlerts"].as_array().is_some_and(|a| a.is_empty()),
+            && r["chat"]["pageAlerts"]
+                .as_array()
+                .is_some_and(|a| a.is_empty()),
         "a dialog was opened (script ran): {ctx}"
     );
     assert_eq!(rec["id"].as_u64(), Some(id), "{ctx}");
@@ -271,7 +289,10 @@ fn check_shown(m: &Value, r: &Value, stream: bool) -> String {
         let pts = f(&rec["pts"]);
         assert!(pts.is_finite(), "no media time for a stream message: {ctx}");
         let at_arrival = f(&rec["currentTimeAtArrival"]);
-        assert!(at_arrival < pts, "the picture had passed the event when it was parsed: {ctx}");
+        assert!(
+            at_arrival < pts,
+            "the picture had passed the event when it was parsed: {ctx}"
+        );
         if reason == "sync" {
             assert!(
                 f(&rec["frameMediaTime"]) >= pts - 0.001,
@@ -364,10 +385,22 @@ async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
     let mut page = Page::open(&url, &scratch, "ws");
     let ready = page.wait_playing();
     assert_eq!(ready["chat"]["mode"], "ws", "{ready}");
-    assert_eq!(ready["chat"]["me"], "pagewatcher", "?name= passed through: {ready}");
-    assert_eq!(ready["chat"]["moderator"], true, "?token= passed through: {ready}");
-    assert_eq!(ready["chat"]["modVisible"], true, "moderator controls shown: {ready}");
-    assert_eq!(ready["chat"]["inputDisabled"], false, "send box enabled: {ready}");
+    assert_eq!(
+        ready["chat"]["me"], "pagewatcher",
+        "?name= passed through: {ready}"
+    );
+    assert_eq!(
+        ready["chat"]["moderator"], true,
+        "?token= passed through: {ready}"
+    );
+    assert_eq!(
+        ready["chat"]["modVisible"], true,
+        "moderator controls shown: {ready}"
+    );
+    assert_eq!(
+        ready["chat"]["inputDisabled"], false,
+        "send box enabled: {ready}"
+    );
     // Let playback settle at its distance from the live edge.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -379,12 +412,18 @@ async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
     let line1 = check_shown(&m1, &r1, false);
     println!("{line1}");
     assert_eq!(r1["dom"]["name"], "alice", "{r1}");
-    assert_eq!(r1["dom"]["deleteButton"], true, "no delete button for a moderator: {r1}");
+    assert_eq!(
+        r1["dom"]["deleteButton"], true,
+        "no delete button for a moderator: {r1}"
+    );
     // The same message in the stream (when the server carries chat as timed metadata): its
     // media time maps to the same program date-time.
     if let Some(meta) = r1["meta"].as_object() {
         let d = f(&meta["pdtOfPts"]) - f(&m1["pdt"]);
-        println!("in-stream event of id {}: its media time is {d:.0} ms from pdt", m1["id"]);
+        println!(
+            "in-stream event of id {}: its media time is {d:.0} ms from pdt",
+            m1["id"]
+        );
         assert!(d.abs() < 250.0, "in-stream event time vs pdt: {d} ms: {r1}");
     }
 
@@ -406,7 +445,10 @@ async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
 
     // The page's own delete button: everyone else is told.
     let id1 = m1["id"].as_u64().unwrap();
-    let r = page.cmd(json!({"cmd": "click-delete", "id": id1}), Duration::from_secs(20));
+    let r = page.cmd(
+        json!({"cmd": "click-delete", "id": id1}),
+        Duration::from_secs(20),
+    );
     assert_eq!(r["ok"], true, "{r}");
     alice.expect("deleted", |v| v["id"] == id1).await;
     page.wait_gone(id1);
@@ -456,7 +498,10 @@ async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
     );
     drop(page);
     if let Some(status) = publisher.try_wait() {
-        panic!("ffmpeg exited early ({status}):\n{}", tail(&publisher.log, 20));
+        panic!(
+            "ffmpeg exited early ({status}):\n{}",
+            tail(&publisher.log, 20)
+        );
     }
     drop(publisher);
     println!("browser chat (WebSocket):\n  {}", lines.join("\n  "));
@@ -491,7 +536,10 @@ async fn watch_page_chat_from_in_stream_metadata_alone() {
     assert_eq!(r3["rec"]["origin"], "stream", "{r3}");
     let line3 = check_shown(&m3, &r3, true);
     println!("browser chat (in-stream metadata): {line3}");
-    assert_eq!(r3["rec"]["pdt"], m3["pdt"], "the event carries the message: {r3}");
+    assert_eq!(
+        r3["rec"]["pdt"], m3["pdt"],
+        "the event carries the message: {r3}"
+    );
     let d = f(&r3["meta"]["pdtOfPts"]) - f(&m3["pdt"]);
     assert!(
         d.abs() < 250.0,
@@ -501,7 +549,10 @@ async fn watch_page_chat_from_in_stream_metadata_alone() {
     moder.send(json!({"type": "delete", "id": id3})).await;
     page.wait_gone(id3);
     let st = page.cmd(json!({"cmd": "state"}), Duration::from_secs(20));
-    assert_eq!(st["chat"]["wsOpened"], 0, "?chat=stream opened a WebSocket: {st}");
+    assert_eq!(
+        st["chat"]["wsOpened"], 0,
+        "?chat=stream opened a WebSocket: {st}"
+    );
     assert!(
         st["websockets"].as_array().is_some_and(|a| a.is_empty()),
         "?chat=stream opened a WebSocket: {st}"
@@ -509,7 +560,10 @@ async fn watch_page_chat_from_in_stream_metadata_alone() {
     drop(page);
 
     if let Some(status) = publisher.try_wait() {
-        panic!("ffmpeg exited early ({status}):\n{}", tail(&publisher.log, 20));
+        panic!(
+            "ffmpeg exited early ({status}):\n{}",
+            tail(&publisher.log, 20)
+        );
     }
     drop(publisher);
 }
