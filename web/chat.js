@@ -70,8 +70,7 @@
 
   // Whether a picture is moving that messages can wait for.
   function playing() {
-    return !!H.mode && (H.state === 'playing' || H.state === 'buffering') && !video.paused &&
-           video.readyState >= 2;
+    return !!H.mode && (H.state === 'playing' || H.state === 'buffering') && !video.paused;
   }
   function holding() { return C.sync && playing(); }
 
@@ -294,7 +293,12 @@
       }
     }
   }
-  H.onHls.push((hls, Hls) => { hls.on(Hls.Events.FRAG_PARSING_METADATA, onMetadata); });
+  H.onHls.push((hls, Hls) => {
+    // A new player instance (restart after an error) starts a new media timeline: media times
+    // of held in-stream messages mean nothing on it any more.
+    if (MODE === 'stream') releaseAll('restart');
+    hls.on(Hls.Events.FRAG_PARSING_METADATA, onMetadata);
+  });
 
   // ---- status line and send box ------------------------------------------------------------------------
   function setStatus(text) { statusEl.textContent = text; statusEl.hidden = !text; }
