@@ -424,7 +424,7 @@ async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
             "in-stream event of id {}: its media time is {d:.0} ms from pdt",
             m1["id"]
         );
-        assert!(d.abs() < 250.0, "in-stream event time vs pdt: {d} ms: {r1}");
+        assert!(d.abs() < 400.0, "in-stream event time vs pdt: {d} ms: {r1}");
     }
 
     let mut lines = vec![line1];
@@ -542,7 +542,7 @@ async fn watch_page_chat_from_in_stream_metadata_alone() {
     );
     let d = f(&r3["meta"]["pdtOfPts"]) - f(&m3["pdt"]);
     assert!(
-        d.abs() < 250.0,
+        d.abs() < 400.0,
         "the event's media time maps to {d:.0} ms from the message's pdt: {r3}"
     );
     // A deletion travels in the stream too.
