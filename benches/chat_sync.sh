@@ -7,8 +7,11 @@
 # (messages from the in-stream emsg/ID3 metadata, held until playback reaches their media time).
 # Each sends N messages EVERY_MS apart and reports, per message, its appearance on the page minus
 # the moment its picture was on screen (p50/p95/max). Output: $BENCH_OUT/runs/chat_sync.TIME/.
+# Ports 28200/29470 (UDP 29120) unless FC_HTTP/FC_RTMP/FC_SRT say otherwise. ~2.5 min.
 # Everything started here is stopped here (by PID).
 set -u
+# Own ports unless set (away from the other scripts' defaults).
+export FC_HTTP=${FC_HTTP:-127.0.0.1:28200} FC_RTMP=${FC_RTMP:-127.0.0.1:29470} FC_SRT=${FC_SRT:-127.0.0.1:29120}
 HERE=$(cd "$(dirname "$0")" && pwd); . "$HERE/lib.sh"
 N=${1:-30}; EVERY=${2:-1200}
 RUN=$BENCH_OUT/runs/chat_sync.$(date +%Y%m%d-%H%M%S); mkdir -p "$RUN"
