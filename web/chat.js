@@ -94,7 +94,8 @@
     const key = MODE === 'stream' ? pts : msg.pdt;
     if (!holding() || !Number.isFinite(key)) { show(msg, rec, holding() ? 'no-time' : (C.sync ? 'not-playing' : 'instant')); return; }
     const cur = MODE === 'stream' ? video.currentTime : pd;
-    if (cur != null && cur >= key) { show(msg, rec, 'behind'); return; }
+    if (cur == null) { show(msg, rec, 'no-clock'); return; } // no program date-time to wait on
+    if (cur >= key) { show(msg, rec, 'behind'); return; }
     known.set(msg.id, 'held');
     held.push({ msg, key, rec });
     held.sort((a, b) => a.key - b.key);
@@ -148,7 +149,7 @@
     // Moderators can pick a name for timeout/ban by clicking it; for others it is plain text.
     const who = document.createElement(C.moderator ? 'button' : 'span');
     who.className = 'who';
-    who.textContent = msg.name;          // text, never markup
+    who.textContent = String(msg.name ?? '');   // text, never markup
     who.title = (msg.ts ? new Date(msg.ts).toLocaleTimeString() : '') + (C.moderator ? ' — click to moderate' : '');
     if (C.moderator) {
       who.type = 'button';
@@ -156,7 +157,7 @@
     }
     const text = document.createElement('span');
     text.className = 'text';
-    text.textContent = msg.text;         // text, never markup
+    text.textContent = String(msg.text ?? '');  // text, never markup
     li.append(who, text);
     if (C.moderator) li.append(deleteButton(msg));
     return li;
