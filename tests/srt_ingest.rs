@@ -60,9 +60,9 @@ fn clip_ts() -> PathBuf {
 }
 
 /// A caller URL for srt-live-transmit: its `latency` is in milliseconds (ffmpeg's in
-/// microseconds) and it has no `pkt_size`.
+/// microseconds) and it has no `pkt_size`. 1 s, as for ffmpeg callers (see `srt_url`).
 fn slt_url(srv: &TestServer, stream_id: &str, extra: &str) -> String {
-    let mut url = format!("srt://{}?streamid={stream_id}&latency=120", srv.srt);
+    let mut url = format!("srt://{}?streamid={stream_id}&latency=1000", srv.srt);
     if !extra.is_empty() {
         url.push('&');
         url.push_str(extra);

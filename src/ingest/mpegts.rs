@@ -7,7 +7,9 @@
 //! 0x1B) and the first AAC ADTS (0x0F) elementary stream.
 //!
 //! Damage is contained: a continuity gap drops the PES being assembled (never
-//! a corrupted frame), lost sync is recovered on the 0x47 byte, and only input
+//! a corrupted frame), lost video resumes at the next keyframe (the pictures
+//! between might reference the lost one), lost sync is recovered on the 0x47
+//! byte, and only input
 //! that cannot be a usable stream at all (not TS, no PMT, no supported codec,
 //! absurd PES sizes) is a fatal [`TsError`].
 //!
@@ -115,6 +117,8 @@ pub enum TsWarning {
     UnsupportedAdts(&'static str),
     #[error("started without {track:?}: its configuration did not arrive in time")]
     StartedWithout { track: Track },
+    #[error("skipped {frames} video frames after lost data, up to the next keyframe")]
+    SkippedToKeyframe { frames: u64 },
 }
 
 /// Fatal for the session: the input cannot become a usable stream.
@@ -161,6 +165,10 @@ pub struct TsDemuxer {
     /// Bytes of an ADTS frame continued in the next PES, and its DTS.
     adts_leftover: Vec<u8>,
     adts_leftover_dts: Option<i64>,
+    /// Video data was lost: pictures until the next IDR would decode with errors (they may
+    /// reference the lost one), so they are skipped.
+    video_needs_key: bool,
+    skipped_for_key: u64,
     audio_next_dts: Option<i64>,
     warned_before_config: [bool; 2],
     warned_adts: Vec<&'static str>,
@@ -342,6 +350,8 @@ impl TsDemuxer {
             adts_fields: None,
             adts_leftover: Vec::new(),
             adts_leftover_dts: None,
+            video_needs_key: false,
+            skipped_for_key: 0,
             audio_next_dts: None,
             warned_before_config: [false; 2],
             warned_adts: Vec::new(),
@@ -659,6 +669,8 @@ impl TsDemuxer {
             pes.reset();
             if track == Track::Audio {
                 self.adts_leftover.clear();
+            } else {
+                self.video_needs_key = true;
             }
             out.push(TsEvent::Warning(w));
             if pkt.tei {
@@ -726,6 +738,8 @@ impl TsDemuxer {
             }));
             if track == Track::Audio {
                 self.adts_leftover.clear();
+            } else {
+                self.video_needs_key = true;
             }
             return;
         }
@@ -827,6 +841,17 @@ impl TsDemuxer {
         if self.video_config.is_none() {
             self.warn_before_config(Track::Video, out);
             return;
+        }
+        if self.video_needs_key {
+            if !keyframe {
+                self.skipped_for_key += 1;
+                return;
+            }
+            self.video_needs_key = false;
+            let frames = std::mem::take(&mut self.skipped_for_key);
+            if frames > 0 {
+                out.push(TsEvent::Warning(TsWarning::SkippedToKeyframe { frames }));
+            }
         }
         self.emit(
             Frame {
@@ -1538,7 +1563,7 @@ mod tests {
     }
 
     #[test]
-    fn lost_packets_drop_whole_frames_only() {
+    fn lost_packets_drop_whole_frames_and_resume_at_a_keyframe() {
         let (clean, _) = demux(AV, AV.len());
         let clean_frames: Vec<&Frame> =
             [frames(&clean, Track::Video), frames(&clean, Track::Audio)].concat();
@@ -1562,12 +1587,30 @@ mod tests {
                 .count();
             assert!(gaps >= 3, "{:?}", warnings(&ev));
             let video = frames(&ev, Track::Video);
-            // A lost PUSI packet costs two pictures: the unbounded PES before it
-            // cannot be known complete once its terminator is gone.
-            assert!(video.len() < 60 && video.len() >= 50, "{}", video.len());
+            assert!(video.len() < 60 && video.len() >= 10, "{}", video.len());
+            // After lost video data, the next picture out is a keyframe (the ones between
+            // could reference what was lost), and the skip is reported.
+            let mut need_key = false;
+            for e in &ev {
+                match e {
+                    TsEvent::Warning(
+                        TsWarning::ContinuityGap { pid: 0x100, .. }
+                        | TsWarning::PesTruncated { pid: 0x100, .. },
+                    ) => need_key = true,
+                    TsEvent::Frame(f) if f.track == Track::Video => {
+                        assert!(!need_key || f.keyframe, "picture at {} after a loss", f.dts);
+                        need_key = false;
+                    }
+                    _ => {}
+                }
+            }
+            assert!(warnings(&ev)
+                .iter()
+                .any(|w| matches!(w, TsWarning::SkippedToKeyframe { .. })));
+            // Audio carries on to the end.
             assert_eq!(
-                video.last().unwrap().dts,
-                127_920 + 59 * 3000,
+                frames(&ev, Track::Audio).last().unwrap().dts,
+                frames(&clean, Track::Audio).last().unwrap().dts,
                 "stream continues"
             );
             // Every emitted frame is byte-identical to the clean one with that dts.

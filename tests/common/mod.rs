@@ -376,7 +376,9 @@ impl TestServer {
     /// An `srt://` caller URL with `streamid` (ffmpeg 5.1 and srt-live-transmit send it
     /// verbatim) and extra query parameters (e.g. `passphrase=...&pbkeylen=16`).
     pub fn srt_url(&self, stream_id: Option<&str>, extra: &str) -> String {
-        let mut q = vec!["pkt_size=1316".to_string(), "latency=120000".to_string()];
+        // 1 s of SRT latency (µs here): time to retransmit what a loaded test machine drops, so
+        // the media checks see the publisher's stream, not scheduling accidents.
+        let mut q = vec!["pkt_size=1316".to_string(), "latency=1000000".to_string()];
         if let Some(id) = stream_id {
             q.push(format!("streamid={id}"));
         }
