@@ -563,6 +563,12 @@ async fn a_slow_reader_is_dropped_with_a_reason_and_others_keep_pace() {
     assert!(seen < n, "dropped before the end ({seen} of {n})");
     slow.expect_close().await;
     assert!(common::server_logs().contains("chat room open"));
+    let m = server.get("/metrics").await.text();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("ferrocast_chat_slow_readers_total ") && !l.ends_with(" 0")),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
