@@ -1,4 +1,4 @@
-//! `/api/v1/streams`: what is live, in JSON.
+//! `/api/v1/streams`: what is live, in JSON; `/api/v1/streams/NAME/chat`: stored chat by time.
 
 use serde_json::json;
 
@@ -43,8 +43,94 @@ pub fn streams(hub: &Hub) -> Resp {
                 "playlist": format!("/live/{}/index.m3u8", e.name),
                 "watch": format!("/watch/{}", e.name),
                 "renditions": renditions,
+                "chat_connections": hub
+                    .chat
+                    .get()
+                    .and_then(|c| c.room(&e.name))
+                    .map(|r| r.connections()),
             })
         })
         .collect();
     json(serde_json::Value::Array(list).to_string())
+}
+
+/// `GET /api/v1/streams/NAME/chat?from=&to=&limit=`: stored, undeleted chat of a stream
+/// whose `pdt` (timeline position, UNIX ms) is in `[from, to)`, in timeline order, for
+/// replaying a recording with its chat. Both bounds are optional.
+pub async fn chat_range(hub: &Hub, name: &str, query: Option<&str>) -> Resp {
+    use crate::chat::store::MAX_RANGE_ROWS;
+    let err = |code: hyper::StatusCode, msg: String| {
+        let mut r = json(json!({ "error": msg }).to_string());
+        *r.status_mut() = code;
+        r
+    };
+    let Some(rooms) = hub.chat.get().filter(|_| hub.config.stream(name).is_some()) else {
+        return err(hyper::StatusCode::NOT_FOUND, "unknown stream".into());
+    };
+    let (mut from, mut to, mut limit) = (0u64, u64::MAX, MAX_RANGE_ROWS);
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match k {
+            "from" => &mut from,
+            "to" => &mut to,
+            "limit" => {
+                match v.parse::<usize>() {
+                    Ok(n) if (1..=MAX_RANGE_ROWS).contains(&n) => limit = n,
+                    _ => {
+                        return err(
+                            hyper::StatusCode::BAD_REQUEST,
+                            format!("`limit` must be 1 to {MAX_RANGE_ROWS}"),
+                        )
+                    }
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        match v.parse::<u64>() {
+            Ok(n) => *slot = n,
+            Err(_) => {
+                return err(
+                    hyper::StatusCode::BAD_REQUEST,
+                    format!("`{k}` must be a time in UNIX milliseconds, found `{v}`"),
+                )
+            }
+        }
+    }
+    if from > to {
+        return err(
+            hyper::StatusCode::BAD_REQUEST,
+            "`from` is after `to`".into(),
+        );
+    }
+    let store = rooms.store().clone();
+    let stream = name.to_string();
+    let rows = tokio::task::spawn_blocking(move || store.range(&stream, from, to, limit + 1)).await;
+    match rows {
+        Ok(Ok(mut messages)) => {
+            let truncated = messages.len() > limit;
+            messages.truncate(limit);
+            json(
+                json!({
+                    "stream": name,
+                    "from": from,
+                    "to": to,
+                    "truncated": truncated,
+                    "messages": messages,
+                })
+                .to_string(),
+            )
+        }
+        Ok(Err(e)) => {
+            tracing::error!("chat range: {e}");
+            err(
+                hyper::StatusCode::INTERNAL_SERVER_ERROR,
+                "chat store unavailable".into(),
+            )
+        }
+        Err(_) => err(
+            hyper::StatusCode::INTERNAL_SERVER_ERROR,
+            "chat store unavailable".into(),
+        ),
+    }
 }

@@ -77,6 +77,30 @@ pub const SRT_PASSPHRASE_LEN: (usize, usize) = (10, 79);
 /// Whether `[source] passthrough` is on when a pipeline file does not say.
 pub const DEFAULT_PASSTHROUGH: bool = true;
 
+/// Chat log file (`[chat] store`), relative to the working directory like every path.
+pub const DEFAULT_CHAT_STORE: &str = "data/chat.db";
+/// Messages a viewer gets on join; enough to see the conversation, small enough for a frame.
+pub const DEFAULT_CHAT_HISTORY: usize = 50;
+/// Most history messages on join: the welcome frame stays well under the frame size limit.
+pub const MAX_CHAT_HISTORY: usize = 500;
+/// Longest message in characters (Twitch allows 500).
+pub const DEFAULT_CHAT_MAX_MESSAGE_LEN: usize = 500;
+/// Upper bound on `max_message_len`: a frame of four bytes per character stays below 64 KiB.
+pub const MAX_CHAT_MESSAGE_LEN: usize = 10_000;
+/// Token bucket per connection: this many messages at once…
+pub const DEFAULT_CHAT_BURST: u32 = 5;
+/// …then one more per this interval ("0s" turns the rate limit off).
+pub const DEFAULT_CHAT_REFILL: Duration = Duration::from_secs(1);
+/// Slow mode: one message per name per interval; "0s" (the default) is off.
+pub const DEFAULT_CHAT_SLOW_MODE: Duration = Duration::ZERO;
+/// Connections per room: one process here holds about 20,000 sockets (ulimit -n).
+pub const DEFAULT_CHAT_MAX_CONNECTIONS: usize = 20_000;
+/// An ended stream's room stays readable (and connected viewers stay) this long.
+pub const DEFAULT_CHAT_KEEP_AFTER_END: Duration = Duration::from_secs(300);
+/// Frames queued for one connection before it counts as a slow reader and is dropped; twice
+/// the store's commit batch (a batch is broadcast at once).
+pub const DEFAULT_CHAT_SEND_QUEUE: usize = 256;
+
 /// One problem in one file, displayed as `file:line:col: message` (1-based; col counts chars).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}:{line}:{col}: {message}", file.display())]
@@ -95,6 +119,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub hls: HlsConfig,
     pub srt: SrtConfig,
+    pub chat: ChatConfig,
     /// Who may publish; a name with no entry cannot publish.
     pub streams: Vec<StreamConfig>,
     /// Every pipeline used by a stream, loaded, by name.
@@ -133,6 +158,40 @@ impl Default for SrtConfig {
         SrtConfig {
             latency: DEFAULT_SRT_LATENCY,
             default_stream: None,
+        }
+    }
+}
+
+/// Chat rooms (`[chat]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatConfig {
+    /// SQLite file of the chat log.
+    pub store: PathBuf,
+    pub history: usize,
+    pub max_message_len: usize,
+    pub burst: u32,
+    pub refill: Duration,
+    pub slow_mode: Duration,
+    pub max_connections: usize,
+    pub keep_after_end: Duration,
+    pub send_queue: usize,
+    /// Secrets that make a connection a moderator (`?token=`).
+    pub moderator_tokens: Vec<String>,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        ChatConfig {
+            store: PathBuf::from(DEFAULT_CHAT_STORE),
+            history: DEFAULT_CHAT_HISTORY,
+            max_message_len: DEFAULT_CHAT_MAX_MESSAGE_LEN,
+            burst: DEFAULT_CHAT_BURST,
+            refill: DEFAULT_CHAT_REFILL,
+            slow_mode: DEFAULT_CHAT_SLOW_MODE,
+            max_connections: DEFAULT_CHAT_MAX_CONNECTIONS,
+            keep_after_end: DEFAULT_CHAT_KEEP_AFTER_END,
+            send_queue: DEFAULT_CHAT_SEND_QUEUE,
+            moderator_tokens: Vec::new(),
         }
     }
 }
@@ -208,6 +267,7 @@ impl Config {
             server: ServerConfig::default(),
             hls: HlsConfig::default(),
             srt: SrtConfig::default(),
+            chat: ChatConfig::default(),
             streams: Vec::new(),
             pipelines: BTreeMap::new(),
         }
@@ -308,7 +368,7 @@ pub fn load_with_base(path: &Path, base_dir: &Path) -> Result<Config, Vec<Diagno
     let mut src = Source::new(path, &text);
     let parsed = src.parse().map(|doc| parse_config(&mut src, &doc));
     let mut diags = src.finish();
-    let Some((server, hls, srt, streams, refs)) = parsed else {
+    let Some((server, hls, srt, chat, streams, refs)) = parsed else {
         return Err(diags);
     };
 
@@ -361,6 +421,7 @@ pub fn load_with_base(path: &Path, base_dir: &Path) -> Result<Config, Vec<Diagno
         server,
         hls,
         srt,
+        chat,
         streams,
         pipelines,
     })
@@ -670,6 +731,7 @@ type Parsed = (
     ServerConfig,
     HlsConfig,
     SrtConfig,
+    ChatConfig,
     Vec<StreamConfig>,
     Vec<PipelineRef>,
 );
@@ -680,7 +742,7 @@ fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
         src,
         root,
         "at top level",
-        &["server", "hls", "srt", "stream"],
+        &["server", "hls", "srt", "chat", "stream"],
         no_hint,
     );
 
@@ -789,6 +851,7 @@ fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
         }
     }
 
+    let chat = parse_chat(src, root);
     let (streams, refs) = parse_streams(src, root);
     if let (Some(name), Some(span)) = (&srt.default_stream, default_span) {
         match streams.iter().find(|s| &s.name == name) {
@@ -805,7 +868,180 @@ fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
             Some(_) => {}
         }
     }
-    (server, hls, srt, streams, refs)
+    (server, hls, srt, chat, streams, refs)
+}
+
+/// An integer value within `range`; None when missing or invalid (reported).
+fn get_int(
+    src: &mut Source,
+    table: &dyn TableLike,
+    name: &str,
+    ctx: &str,
+    range: (i64, i64),
+    why: &str,
+) -> Option<i64> {
+    let (key, item) = table.get_key_value(name)?;
+    let span = item_span(Some(key), item);
+    match item.as_integer() {
+        Some(n) if (range.0..=range.1).contains(&n) => Some(n),
+        Some(n) => {
+            src.report(
+                span,
+                format!(
+                    "`{name}` {ctx} must be between {} and {}, found {n} ({why})",
+                    range.0, range.1
+                ),
+            );
+            None
+        }
+        None => {
+            src.report(
+                span,
+                format!(
+                    "`{name}` {ctx} must be an integer, found {}",
+                    type_name(item)
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn parse_chat(src: &mut Source, root: &dyn TableLike) -> ChatConfig {
+    let mut chat = ChatConfig::default();
+    let Some(t) = section(src, root, "chat") else {
+        return chat;
+    };
+    let ctx = "in [chat]";
+    check_keys(
+        src,
+        t,
+        ctx,
+        &[
+            "store",
+            "history",
+            "max_message_len",
+            "burst",
+            "refill",
+            "slow_mode",
+            "max_connections",
+            "keep_after_end",
+            "send_queue",
+            "moderator_tokens",
+        ],
+        no_hint,
+    );
+    if let Some((p, span)) = get_str(src, t, "store", ctx) {
+        if p.is_empty() {
+            src.report(span, "`store` in [chat] must be a file path".to_string());
+        } else {
+            chat.store = PathBuf::from(p);
+        }
+    }
+    let int = |src: &mut Source, name: &str, range: (i64, i64), why: &str| {
+        get_int(src, t, name, ctx, range, why)
+    };
+    if let Some(n) = int(
+        src,
+        "history",
+        (0, MAX_CHAT_HISTORY as i64),
+        "messages sent on join",
+    ) {
+        chat.history = n as usize;
+    }
+    if let Some(n) = int(
+        src,
+        "max_message_len",
+        (1, MAX_CHAT_MESSAGE_LEN as i64),
+        "characters per message",
+    ) {
+        chat.max_message_len = n as usize;
+    }
+    if let Some(n) = int(
+        src,
+        "burst",
+        (1, 1000),
+        "messages a connection may send at once",
+    ) {
+        chat.burst = n as u32;
+    }
+    if let Some(n) = int(
+        src,
+        "max_connections",
+        (1, 1_000_000),
+        "connections per room",
+    ) {
+        chat.max_connections = n as usize;
+    }
+    if let Some(n) = int(
+        src,
+        "send_queue",
+        (128, 65_536),
+        "frames queued for one viewer before it is dropped as too slow; at least one commit batch",
+    ) {
+        chat.send_queue = n as usize;
+    }
+    let hour = Duration::from_secs(3600);
+    if let Some((d, _)) = get_duration(
+        src,
+        t,
+        "refill",
+        ctx,
+        (Duration::ZERO, hour),
+        "one more message is allowed per refill; \"0s\" turns the rate limit off",
+    ) {
+        chat.refill = d;
+    }
+    if let Some((d, _)) = get_duration(
+        src,
+        t,
+        "slow_mode",
+        ctx,
+        (Duration::ZERO, hour),
+        "one message per name per interval; \"0s\" is off",
+    ) {
+        chat.slow_mode = d;
+    }
+    if let Some((d, _)) = get_duration(
+        src,
+        t,
+        "keep_after_end",
+        ctx,
+        (Duration::ZERO, 24 * hour),
+        "the room stays readable this long after its stream ends",
+    ) {
+        chat.keep_after_end = d;
+    }
+    if let Some((key, item)) = t.get_key_value("moderator_tokens") {
+        let span = item_span(Some(key), item);
+        match item.as_array() {
+            Some(a) => {
+                for v in a.iter() {
+                    match v.as_str() {
+                        Some(tok) if tok.len() >= 8 && !tok.chars().any(char::is_whitespace) => {
+                            chat.moderator_tokens.push(tok.to_string())
+                        }
+                        Some(_) => src.report(
+                            v.span(),
+                            "`moderator_tokens` in [chat]: a token must be at least 8 characters without whitespace (it is a password)".to_string(),
+                        ),
+                        None => src.report(
+                            v.span(),
+                            "`moderator_tokens` in [chat] must hold strings".to_string(),
+                        ),
+                    }
+                }
+            }
+            None => src.report(
+                span,
+                format!(
+                    "`moderator_tokens` in [chat] must be an array of strings, found {}",
+                    type_name(item)
+                ),
+            ),
+        }
+    }
+    chat
 }
 
 fn parse_streams(src: &mut Source, root: &dyn TableLike) -> (Vec<StreamConfig>, Vec<PipelineRef>) {
@@ -1199,12 +1435,12 @@ mod tests {
         assert_eq!(
             errors(cfg, &[]),
             [
-                "config/ferrocast.toml:1:1: unknown key `foo` at top level; expected one of: server, hls, srt, stream",
+                "config/ferrocast.toml:1:1: unknown key `foo` at top level; expected one of: server, hls, srt, chat, stream",
                 "config/ferrocast.toml:3:1: unknown key `htp` in [server]; expected one of: http, rtmp, srt (did you mean `http`?)",
                 "config/ferrocast.toml:5:1: unknown key `segment_targt` in [hls]; expected one of: segment_target, part_target, window, grace (did you mean `segment_target`?)",
                 "config/ferrocast.toml:6:6: unknown table `extra` in [hls]; expected one of: segment_target, part_target, window, grace",
                 "config/ferrocast.toml:10:1: unknown key `pipe` in [[stream]]; expected one of: name, key, pipeline, passphrase",
-                "config/ferrocast.toml:11:2: unknown table `bar` at top level; expected one of: server, hls, srt, stream",
+                "config/ferrocast.toml:11:2: unknown table `bar` at top level; expected one of: server, hls, srt, chat, stream",
             ]
         );
     }
@@ -1458,5 +1694,41 @@ mod tests {
         let p = load_pipeline("passthrough", &root.join("pipelines/passthrough.toml"))
             .unwrap_or_else(|d| panic!("{d:#?}"));
         assert!(p.source && p.description.is_some());
+    }
+
+    #[test]
+    fn chat_defaults_and_values() {
+        let c = ok(STREAM, &[]);
+        assert_eq!(c.chat, ChatConfig::default());
+        let c = ok(
+            "[chat]\nstore = \"/tmp/x.db\"\nhistory = 10\nmax_message_len = 200\nburst = 3\nrefill = \"2s\"\nslow_mode = \"10s\"\nmax_connections = 100\nkeep_after_end = \"1m\"\nsend_queue = 160\nmoderator_tokens = [\"mod-secret-1\"]\n",
+            &[],
+        );
+        assert_eq!(c.chat.store, PathBuf::from("/tmp/x.db"));
+        assert_eq!(
+            (c.chat.history, c.chat.max_message_len, c.chat.burst),
+            (10, 200, 3)
+        );
+        assert_eq!(c.chat.refill, Duration::from_secs(2));
+        assert_eq!(c.chat.slow_mode, Duration::from_secs(10));
+        assert_eq!(c.chat.max_connections, 100);
+        assert_eq!(c.chat.keep_after_end, Duration::from_secs(60));
+        assert_eq!(c.chat.send_queue, 160);
+        assert_eq!(c.chat.moderator_tokens, ["mod-secret-1"]);
+    }
+
+    #[test]
+    fn chat_errors() {
+        let cfg = "[chat]\nhistroy = 5\nmax_message_len = 0\nslow_mode = 5\nmoderator_tokens = [\"short\", 3]\n";
+        assert_eq!(
+            errors(cfg, &[]),
+            [
+                "config/ferrocast.toml:2:1: unknown key `histroy` in [chat]; expected one of: store, history, max_message_len, burst, refill, slow_mode, max_connections, keep_after_end, send_queue, moderator_tokens (did you mean `history`?)",
+                "config/ferrocast.toml:3:19: `max_message_len` in [chat] must be between 1 and 10000, found 0 (characters per message)",
+                "config/ferrocast.toml:4:13: `slow_mode` in [chat] must be a duration string such as \"2s\" or \"200ms\", found integer",
+                "config/ferrocast.toml:5:21: `moderator_tokens` in [chat]: a token must be at least 8 characters without whitespace (it is a password)",
+                "config/ferrocast.toml:5:30: `moderator_tokens` in [chat] must hold strings",
+            ]
+        );
     }
 }

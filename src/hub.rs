@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 
+use crate::chat::ChatRooms;
 use crate::config::{Config, Pipeline};
 use crate::ingest::auth::Refusal;
 use crate::media::{AudioConfig, Frame, VideoConfig};
@@ -74,6 +75,8 @@ pub struct Hub {
     pub config: Arc<Config>,
     pub store: Arc<Store>,
     pub metrics: Arc<Metrics>,
+    /// Chat rooms, told when streams go live and end; set once at startup.
+    pub chat: OnceLock<Arc<ChatRooms>>,
     lives: Mutex<HashMap<String, Arc<Live>>>,
     next_id: AtomicU64,
     /// Last good version of each pipeline file; re-read from disk when a stream starts.
@@ -94,6 +97,7 @@ impl Hub {
         Arc::new(Hub {
             store,
             metrics,
+            chat: OnceLock::new(),
             lives: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             pipelines: Mutex::new(config.pipelines.clone()),
@@ -257,6 +261,9 @@ impl Hub {
         *live.tasks.lock().unwrap_or_else(|e| e.into_inner()) = tasks;
         lives.insert(name.to_string(), live.clone());
         tracing::info!(stream = name, "stream live");
+        if let Some(chat) = self.chat.get() {
+            chat.stream_live(name);
+        }
         Ok(PublishHandle {
             hub: self.clone(),
             live,
@@ -342,6 +349,9 @@ impl Hub {
             }
         }
         tracing::info!(stream = %live.name, "stream ended");
+        if let Some(chat) = self.chat.get() {
+            chat.stream_ended(&live.name);
+        }
         Self::finish(live).await;
         self.store.sweep(ENDED_KEEP);
     }
@@ -365,6 +375,9 @@ impl Hub {
     pub async fn shutdown(&self) {
         let lives: Vec<Arc<Live>> = self.lives().drain().map(|(_, l)| l).collect();
         for live in &lives {
+            if let Some(chat) = self.chat.get() {
+                chat.stream_ended(&live.name);
+            }
             Self::finish(live).await;
         }
     }

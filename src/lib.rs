@@ -12,10 +12,13 @@
 //!   one encoder pipeline per rung) and `follow` (the source's cut decisions rungs copy).
 //! - [`package`]: sans-IO CMAF boxes, the part/segment cutter, LL-HLS playlist text.
 //! - [`origin`]: the in-memory store and the HTTP routes with LL-HLS blocking semantics.
+//! - [`chat`]: one chat room per stream over WebSocket, its sans-IO room, limits and
+//!   moderation, the durable SQLite log, and events for other modules.
 //! - [`api`], [`metrics`]: JSON stream list and Prometheus text.
 //! - [`server`]: binds the listeners and runs everything until a signal.
 
 pub mod api;
+pub mod chat;
 pub mod config;
 pub mod hub;
 pub mod ingest;

@@ -60,12 +60,14 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
                 .timer(TokioTimer::new())
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(sock), svc)
+                .with_upgrades()
                 .await;
         });
     }
 }
 
 async fn handle(app: &App, req: Request<Incoming>) -> Resp {
+    let head = req.method() == Method::HEAD;
     app.hub
         .metrics
         .http_requests
@@ -74,7 +76,16 @@ async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     if let Some(i) = cache::Kind::ALL.iter().position(|k| *k == kind) {
         app.hub.metrics.http_requests_by_kind[i].fetch_add(1, Ordering::Relaxed);
     }
-    let mut resp = route(app, &req).await;
+    let mut resp = match chat_room(&req) {
+        Some(name) => match app.hub.chat.get() {
+            Some(rooms) if req.method() == Method::GET => {
+                let name = name.to_string();
+                crate::chat::ws::upgrade(rooms, &name, req)
+            }
+            _ => not_found(),
+        },
+        None => route(app, &req).await,
+    };
     if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
         app.hub
             .metrics
@@ -92,7 +103,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Resp {
             HeaderValue::from_static(cache::NO_STORE),
         );
     }
-    if req.method() == Method::HEAD {
+    if head {
         let (parts, body) = resp.into_parts();
         let n = hyper::body::Body::size_hint(&body).exact().unwrap_or(0);
         let mut r = Response::from_parts(parts, Body::default());
@@ -104,6 +115,13 @@ async fn handle(app: &App, req: Request<Incoming>) -> Resp {
         app.hub.metrics.http_bytes.fetch_add(n, Ordering::Relaxed);
     }
     resp
+}
+
+/// The stream name of a `/live/NAME/chat` request.
+fn chat_room(req: &Request<Incoming>) -> Option<&str> {
+    let rest = req.uri().path().strip_prefix("/live/")?;
+    let name = rest.strip_suffix("/chat")?;
+    (!name.is_empty() && !name.contains('/')).then_some(name)
 }
 
 async fn route(app: &App, req: &Request<Incoming>) -> Resp {
@@ -143,6 +161,9 @@ async fn route(app: &App, req: &Request<Incoming>) -> Resp {
             r
         }
         ["api", "v1", "streams"] => crate::api::streams(&app.hub),
+        ["api", "v1", "streams", name, "chat"] => {
+            crate::api::chat_range(&app.hub, name, req.uri().query()).await
+        }
         ["watch", name] if app.hub.config.stream(name).is_some() => {
             static_file(&app.web_dir, "watch.html")
         }

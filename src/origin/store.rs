@@ -312,6 +312,22 @@ impl StreamEntry {
         self.part_target
     }
 
+    /// Program date-time (UNIX ms) at the end of the newest published part of the first
+    /// rendition: the live edge a player can reach. None before any media. Renditions share
+    /// PDT, so the first one speaks for all.
+    pub fn live_edge_pdt_ms(&self) -> Option<u64> {
+        let st = self.renditions.first()?.lock();
+        let pl = &st.playlist;
+        let secs_ms = |s: f64| (s * 1000.0).round() as u64;
+        if let Some(open) = pl.open.as_ref().filter(|o| !o.parts.is_empty()) {
+            let d: f64 = open.parts.iter().map(|p| p.duration).sum();
+            return Some(open.pdt_ms + secs_ms(d));
+        }
+        pl.segments
+            .last()
+            .map(|seg| seg.pdt_ms + secs_ms(seg.duration))
+    }
+
     /// Records the codecs of a rendition (from the publisher's sequence headers).
     pub fn set_info(&self, rendition: usize, info: RenditionInfo) {
         if let Some(r) = self.renditions.get(rendition) {
@@ -638,6 +654,19 @@ mod tests {
         let e = entry(3);
         feed(&e, 0, 5, 1, Some(1));
         assert!(playlist_text(&e).contains("#EXT-X-DISCONTINUITY-SEQUENCE:1\n"));
+    }
+
+    #[test]
+    fn live_edge_pdt_is_the_end_of_the_newest_part() {
+        let e = entry(6);
+        assert_eq!(e.live_edge_pdt_ms(), None, "no media yet");
+        // Segments 0 and 1 complete (pdt 1_000_000 + msn*2000), three parts of segment 2.
+        feed(&e, 0, 2, 3, None);
+        assert_eq!(e.live_edge_pdt_ms(), Some(1_004_000 + 600));
+        let e = entry(6);
+        feed(&e, 0, 2, 0, None);
+        // Segment 2 opened without parts: the edge is the end of segment 1.
+        assert_eq!(e.live_edge_pdt_ms(), Some(1_002_000 + 2000));
     }
 
     #[test]

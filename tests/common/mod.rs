@@ -301,7 +301,17 @@ impl TestServer {
         log_buffer();
         let dir = TempDir::new("server");
         let path = dir.path().join("ferrocast.toml");
-        std::fs::write(&path, config_toml(&opts, "127.0.0.1:0", "127.0.0.1:0")).unwrap();
+        let mut toml = config_toml(&opts, "127.0.0.1:0", "127.0.0.1:0");
+        // Each server keeps its chat log in its own temp dir unless the test names one.
+        if !toml.contains("store =") {
+            let store = format!("store = \"{}\"\n", dir.path().join("chat.db").display());
+            if toml.contains("[chat]\n") {
+                toml = toml.replacen("[chat]\n", &format!("[chat]\n{store}"), 1);
+            } else {
+                toml.push_str(&format!("\n[chat]\n{store}"));
+            }
+        }
+        std::fs::write(&path, toml).unwrap();
         // Extra pipeline files live beside copies of the shipped ones.
         let base = if opts.pipelines.is_empty() {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
