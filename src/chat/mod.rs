@@ -4,6 +4,7 @@
 //! - [`room`]: one room's state machine: joins, sends, limits, moderation, history (sans-IO).
 //! - [`ratelimit`], [`names`]: token bucket and slow mode; name rules (sans-IO).
 //! - [`store`]: the durable chat log (SQLite, group commit).
+//! - [`timed`]: each stored event also goes into the stream's media as ID3-in-emsg.
 //! - [`ws`]: the WebSocket edge: hyper upgrade, tokio-tungstenite, one task per connection.
 //! - this module: the registry of rooms ([`ChatRooms`]) and the glue that runs a
 //!   [`room::Room`]'s outputs: per-connection bounded queues, store round trips, events.
@@ -33,6 +34,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod room;
 pub mod store;
+pub mod timed;
 pub mod ws;
 
 use std::collections::HashMap;
