@@ -22,6 +22,10 @@ pub struct Metrics {
     pub http_requests: AtomicU64,
     pub http_bytes: AtomicU64,
     pub http_blocking_timeouts: AtomicU64,
+    pub chat_connections: AtomicU64,
+    pub chat_messages: AtomicU64,
+    pub chat_refused: AtomicU64,
+    pub chat_slow_readers: AtomicU64,
     /// Requests by `cache::Kind`, in `Kind::ALL` order.
     pub http_requests_by_kind: [AtomicU64; 7],
     /// Transcoded rung pipelines that failed or fell behind real time (each is restarted or dropped).
@@ -47,7 +51,7 @@ impl Metrics {
 
     pub fn render(&self, live_streams: usize) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &AtomicU64); 16] = [
+        let counters: [(&str, &str, &AtomicU64); 20] = [
             (
                 "ferrocast_rtmp_connections_total",
                 "RTMP connections accepted",
@@ -127,6 +131,26 @@ impl Metrics {
                 "ferrocast_transcode_dropped_frames_total",
                 "Frames dropped by transcoders because a stage was full",
                 &self.transcode_dropped_frames,
+            ),
+            (
+                "ferrocast_chat_connections_total",
+                "chat WebSocket connections admitted to a room",
+                &self.chat_connections,
+            ),
+            (
+                "ferrocast_chat_messages_total",
+                "chat messages stored and broadcast",
+                &self.chat_messages,
+            ),
+            (
+                "ferrocast_chat_refused_total",
+                "chat actions and connections refused with an error frame",
+                &self.chat_refused,
+            ),
+            (
+                "ferrocast_chat_slow_readers_total",
+                "chat connections dropped for falling behind their room",
+                &self.chat_slow_readers,
             ),
         ];
         for (name, help, v) in counters {

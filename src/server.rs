@@ -69,9 +69,10 @@ impl Server {
             Arc::new(Store::default()),
             Arc::new(Metrics::default()),
         );
-        let chat = crate::chat::ChatRooms::new(&config, hub.store.clone())
+        let chat = crate::chat::ChatRooms::new(&config, hub.store.clone(), hub.metrics.clone())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let _ = hub.chat.set(chat.clone());
+        crate::chat::timed::spawn_carriers(&chat, &hub);
         tokio::spawn(chat.run_timers());
         let app = Arc::new(App {
             hub: hub.clone(),

@@ -563,6 +563,12 @@ async fn a_slow_reader_is_dropped_with_a_reason_and_others_keep_pace() {
     assert!(seen < n, "dropped before the end ({seen} of {n})");
     slow.expect_close().await;
     assert!(common::server_logs().contains("chat room open"));
+    let m = server.get("/metrics").await.text();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("ferrocast_chat_slow_readers_total ") && !l.ends_with(" 0")),
+        "{m}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -587,4 +593,128 @@ async fn viewers_are_pushed_and_rooms_of_streams_not_live_are_closed() {
         }
         assert!(Instant::now() < deadline, "no viewers frame: {v}");
     }
+}
+
+/// The chat events found in a part: (emsg presentation time in 90 kHz ticks, the JSON of its
+/// ID3 `TXXX` "ferrocast-chat" frame), read with our own box reader.
+fn chat_events_in(part: &[u8]) -> Vec<(u64, Value)> {
+    let mut out = Vec::new();
+    for b in common::mp4::boxes(part, 0, part.len()) {
+        if &b.kind != b"emsg" {
+            continue;
+        }
+        let e = &part[b.body..b.end];
+        assert_eq!(e[0], 1, "emsg version 1");
+        assert_eq!(u32::from_be_bytes(e[4..8].try_into().unwrap()), 90_000);
+        let pt = u64::from_be_bytes(e[8..16].try_into().unwrap());
+        let rest = &e[24..];
+        let scheme_end = rest.iter().position(|&c| c == 0).unwrap();
+        assert_eq!(&rest[..scheme_end], b"https://aomedia.org/emsg/ID3");
+        let id3 = &rest[scheme_end + 2..]; // scheme NUL, empty value NUL
+        assert_eq!(&id3[..4], b"ID3\x04");
+        assert_eq!(&id3[10..14], b"TXXX");
+        let frame = &id3[20..];
+        assert_eq!(frame[0], 3, "UTF-8");
+        let desc_end = frame.iter().position(|&c| c == 0).unwrap();
+        assert_eq!(&frame[1..desc_end], b"ferrocast-chat");
+        let json: Value = serde_json::from_slice(&frame[desc_end + 1..]).unwrap();
+        out.push((pt, json));
+    }
+    out
+}
+
+/// Every chat event of `rendition`'s parts so far, each with the PDT its presentation time
+/// maps to (segment PDT + offset from the segment's first video tfdt), in seconds.
+async fn chat_in_rendition(server: &TestServer, rendition: &str) -> Vec<(u64, f64, Value)> {
+    let base = format!("http://{}/live/{STREAM}/{rendition}/", server.http);
+    let text = server.client.get(&format!("{base}index.m3u8")).await.text();
+    let p = common::hls::MediaPlaylist::parse(&text);
+    let mut out = Vec::new();
+    for s in p.segments.iter().chain(p.open.iter()) {
+        let Some(seg_pdt) = s.pdt else { continue };
+        let mut seg_start = None;
+        for part in &s.parts {
+            let body = server.client.get(&format!("{base}{}", part.uri)).await.body;
+            if seg_start.is_none() {
+                let at = body.windows(4).position(|w| w == b"tfdt").unwrap();
+                seg_start = Some(u64::from_be_bytes(
+                    body[at + 8..at + 16].try_into().unwrap(),
+                ));
+            }
+            for (pt, json) in chat_events_in(&body) {
+                let start = seg_start.unwrap_or(pt);
+                let pdt = seg_pdt + (pt as f64 - start as f64) / 90_000.0;
+                out.push((pt, pdt, json));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_rides_in_every_rendition_at_its_pdt() {
+    // Source plus one small transcoded rung: the event must be in both, at the same time.
+    let rung =
+        "[source]\npassthrough = true\n\n[[rung]]\nname = \"240p\"\nheight = 240\nbitrate = 300\n";
+    let extra: &'static str =
+        Box::leak(format!("\n[chat]\nmoderator_tokens = [\"{MOD_TOKEN}\"]\n").into_boxed_str());
+    let server = TestServer::start(ServerOpts {
+        extra,
+        pipeline: "chatrung",
+        pipelines: vec![("chatrung", rung.to_string())],
+        ..Default::default()
+    })
+    .await;
+    let mut publisher =
+        Publisher::start(&server.rtmp_url(STREAM, Some(KEY)), 60.0, server.dir.path());
+    server.wait_live(STREAM, &mut publisher, WAIT).await;
+    common::poll(WAIT, "the 240p rung to have parts", || async {
+        let r = server
+            .client
+            .get(&format!(
+                "http://{}/live/{STREAM}/240p/index.m3u8",
+                server.http
+            ))
+            .await;
+        (r.status == 200 && r.text().contains("#EXT-X-PART:")).then_some(())
+    })
+    .await;
+
+    let (mut m, _) = connect(&server, &format!("?name=referee&token={MOD_TOKEN}")).await;
+    m.say("<b>goal</b> & more").await;
+    let msg = m.expect("message").await;
+    let id = msg["id"].as_u64().unwrap();
+    let pdt = msg["pdt"].as_u64().unwrap() as f64 / 1000.0;
+    m.send_json(json!({"type": "delete", "id": id})).await;
+    m.expect("deleted").await;
+
+    // Both events reach both renditions' parts, once each, at the same media time.
+    let found = common::poll(WAIT, "the chat events in both renditions", || async {
+        let src = chat_in_rendition(&server, "source").await;
+        let rung = chat_in_rendition(&server, "240p").await;
+        let complete = |v: &Vec<(u64, f64, Value)>| v.len() >= 2;
+        (complete(&src) && complete(&rung)).then_some((src, rung))
+    })
+    .await;
+    let (src, rung) = found;
+    for evs in [&src, &rung] {
+        assert_eq!(evs.len(), 2, "one message and one deletion: {evs:?}");
+        let (_, at, json) = &evs[0];
+        assert_eq!(json["type"], "message");
+        assert_eq!(json["id"], id);
+        assert_eq!(json["text"], "<b>goal</b> & more");
+        // Placed at its pdt, or at the start of the part it rides in when that is later
+        // (the message arrived while the previous part was the live edge).
+        assert!(
+            *at >= pdt - 0.001 && *at <= pdt + 0.25,
+            "event at PDT {at}, message pdt {pdt}"
+        );
+        assert_eq!(evs[1].2, json!({"type": "deleted", "id": id}));
+        assert!(evs[1].1 >= *at, "the deletion comes after the message");
+    }
+    assert_eq!(
+        src[0].0, rung[0].0,
+        "same presentation time in every rendition"
+    );
+    assert_eq!(src[1].0, rung[1].0);
 }

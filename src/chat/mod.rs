@@ -4,6 +4,7 @@
 //! - [`room`]: one room's state machine: joins, sends, limits, moderation, history (sans-IO).
 //! - [`ratelimit`], [`names`]: token bucket and slow mode; name rules (sans-IO).
 //! - [`store`]: the durable chat log (SQLite, group commit).
+//! - [`timed`]: each stored event also goes into the stream's media as ID3-in-emsg.
 //! - [`ws`]: the WebSocket edge: hyper upgrade, tokio-tungstenite, one task per connection.
 //! - this module: the registry of rooms ([`ChatRooms`]) and the glue that runs a
 //!   [`room::Room`]'s outputs: per-connection bounded queues, store round trips, events.
@@ -33,6 +34,7 @@ pub mod queue;
 pub mod ratelimit;
 pub mod room;
 pub mod store;
+pub mod timed;
 pub mod ws;
 
 use std::collections::HashMap;
@@ -43,6 +45,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::broadcast;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::origin::store::{unix_ms, Store};
 use protocol::{ChatMessage, ServerFrame};
 use room::{ConnId, Limits, Output, Room};
@@ -85,6 +88,7 @@ pub struct RoomHandle {
     events: broadcast::Sender<ChatEvent>,
     store: ChatStore,
     origin: Arc<Store>,
+    metrics: Arc<Metrics>,
     queue: usize,
     keep_after_end: Duration,
     history: usize,
@@ -118,7 +122,11 @@ fn now_ms() -> u64 {
 
 impl ChatRooms {
     /// Opens the chat log and creates a (closed) room for every configured stream.
-    pub fn new(config: &Config, origin: Arc<Store>) -> Result<Arc<ChatRooms>, store::StoreError> {
+    pub fn new(
+        config: &Config,
+        origin: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<ChatRooms>, store::StoreError> {
         let c = &config.chat;
         let store = ChatStore::open(&c.store)?;
         let limits = Limits {
@@ -143,6 +151,7 @@ impl ChatRooms {
                     events: broadcast::channel(EVENTS_CAPACITY).0,
                     store: store.clone(),
                     origin: origin.clone(),
+                    metrics: metrics.clone(),
                     queue: c.send_queue,
                     keep_after_end: c.keep_after_end,
                     history: c.history,
@@ -306,7 +315,15 @@ impl RoomHandle {
         if g.life == Life::Closed {
             return Err(ServerFrame::error("room_closed", "the stream is not live"));
         }
-        let out = g.room.join(conn, name, moderator, now_ms())?;
+        let out = g
+            .room
+            .join(conn, name, moderator, now_ms())
+            .inspect_err(|_| {
+                self.metrics.chat_refused.fetch_add(1, Ordering::Relaxed);
+            })?;
+        self.metrics
+            .chat_connections
+            .fetch_add(1, Ordering::Relaxed);
         let queue = Arc::new(FrameQueue::new(self.queue));
         g.conns.insert(conn, queue.clone());
         let pending = self.dispatch(&mut g, out);
@@ -370,6 +387,7 @@ impl RoomHandle {
         let mut g = self.lock();
         let out = match r {
             Ok(m) => {
+                self.metrics.chat_messages.fetch_add(1, Ordering::Relaxed);
                 let _ = self.events.send(ChatEvent::Message(m.clone()));
                 g.room.committed(m)
             }
@@ -408,6 +426,9 @@ impl RoomHandle {
         for o in outputs {
             match o {
                 Output::To(c, f) => {
+                    if matches!(f, ServerFrame::Error { .. }) {
+                        self.metrics.chat_refused.fetch_add(1, Ordering::Relaxed);
+                    }
                     if let Some(q) = g.conns.get(&c) {
                         if !q.push(f.encode()) {
                             slow.push(c);
@@ -428,6 +449,9 @@ impl RoomHandle {
             }
         }
         for c in slow {
+            self.metrics
+                .chat_slow_readers
+                .fetch_add(1, Ordering::Relaxed);
             g.room.leave(c);
             tracing::debug!(stream = %self.name, conn = c, "chat reader too slow; dropped");
             Self::close(
