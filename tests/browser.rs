@@ -20,7 +20,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{runs, tail, KillOnDrop, Publisher, ServerOpts, TestServer};
+use common::browser::{check_prerequisites, root};
+use common::{tail, KillOnDrop, Publisher, ServerOpts, TestServer};
 use serde_json::Value;
 
 const STREAM: &str = "browsertest";
@@ -30,46 +31,6 @@ const PLAY_SECS: u64 = 12;
 /// Upper bound on publishing; the publisher is killed as soon as the browser is done (~25 s).
 const PUBLISH_CAP_SECS: f64 = 60.0;
 const G2G_LIMIT_MS: f64 = 5000.0;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-/// Fails with one clear message naming everything that is missing.
-fn check_prerequisites() {
-    let r = root();
-    let mut missing = Vec::new();
-    if !runs("node", "--version") {
-        missing.push("`node` on PATH".to_string());
-    }
-    if !chromium().exists() {
-        missing.push(format!(
-            "{} (Debian package chromium)",
-            chromium().display()
-        ));
-    }
-    if !r.join("node_modules/playwright-core/package.json").exists() {
-        missing.push("node_modules/playwright-core".to_string());
-    }
-    if !r.join("web/vendor/hls.min.js").exists() {
-        missing.push("web/vendor/hls.min.js (copied from node_modules/hls.js)".to_string());
-    }
-    if !runs("ffmpeg", "-version") {
-        missing.push("`ffmpeg` on PATH".to_string());
-    }
-    assert!(
-        missing.is_empty(),
-        "browser test prerequisites missing: {}.\nRun `scripts/setup.sh test` from the repository root \
-         (installs chromium, node, ffmpeg and the npm packages, and copies hls.js to web/vendor/).",
-        missing.join(", ")
-    );
-}
 
 /// Runs `node tests/browser/play.js ARGS...` (off the async runtime) and parses its JSON.
 async fn play_js(args: Vec<String>, scratch: PathBuf, timeout: Duration) -> Value {

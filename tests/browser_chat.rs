@@ -29,7 +29,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{runs, tail, Publisher, ServerOpts, TestServer};
+use common::browser::{check_prerequisites, root};
+use common::{tail, Publisher, ServerOpts, TestServer};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -42,44 +43,6 @@ const MOD_TOKEN: &str = "browser-mod-token";
 const EXTRA: &str = "\n[chat]\nmoderator_tokens = [\"browser-mod-token\"]\n";
 const PUBLISH_CAP_SECS: f64 = 240.0;
 const MARKUP: &str = "<img src=x onerror=alert(1)><b>bold</b> & <script>alert(2)</script>";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn chromium() -> PathBuf {
-    std::env::var_os("CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-fn check_prerequisites() {
-    let r = root();
-    let mut missing = Vec::new();
-    if !runs("node", "--version") {
-        missing.push("`node` on PATH".to_string());
-    }
-    if !chromium().exists() {
-        missing.push(format!(
-            "{} (Debian package chromium)",
-            chromium().display()
-        ));
-    }
-    if !r.join("node_modules/playwright-core/package.json").exists() {
-        missing.push("node_modules/playwright-core".to_string());
-    }
-    if !r.join("web/vendor/hls.min.js").exists() {
-        missing.push("web/vendor/hls.min.js".to_string());
-    }
-    if !runs("ffmpeg", "-version") {
-        missing.push("`ffmpeg` on PATH".to_string());
-    }
-    assert!(
-        missing.is_empty(),
-        "browser test prerequisites missing: {}. Run `scripts/setup.sh test`.",
-        missing.join(", ")
-    );
-}
 
 // ---------------------------------------------------------------------------------------------
 // The browser, driven line by line (tests/browser/chat.js)
