@@ -11,7 +11,8 @@ want=${1:-run}
 gst=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-libav gstreamer1.0-tools)
-pkgs=(ffmpeg curl ca-certificates pkg-config nodejs npm "${gst[@]}")
+# libsqlite3-dev: the chat log (rusqlite links the system SQLite).
+pkgs=(ffmpeg curl ca-certificates pkg-config libsqlite3-dev nodejs npm "${gst[@]}")
 if [ "$want" = test ]; then
   pkgs+=(chromium fonts-dejavu-core srt-tools nginx)
 fi
