@@ -1044,37 +1044,40 @@ fn parse_chat(src: &mut Source, root: &dyn TableLike) -> ChatConfig {
     chat
 }
 
-fn parse_streams(src: &mut Source, root: &dyn TableLike) -> (Vec<StreamConfig>, Vec<PipelineRef>) {
-    let mut streams = Vec::new();
-    let mut refs = Vec::new();
-    let Some((key, item)) = root.get_key_value("stream") else {
-        return (streams, refs);
+/// The tables of `[[name]]` (or `name = [{ .. }, ..]`, which means the same in TOML), each
+/// with its span; anything else under `name` is reported. Empty when `name` is absent.
+pub(crate) fn array_of_tables<'t>(
+    src: &mut Source,
+    root: &'t dyn TableLike,
+    name: &str,
+) -> Vec<(&'t dyn TableLike, Option<Range<usize>>)> {
+    let Some((key, item)) = root.get_key_value(name) else {
+        return Vec::new();
     };
-    // Accept `[[stream]]` and also `stream = [{ .. }, ..]`, which means the same in TOML.
-    let mut entries: Vec<(&dyn TableLike, Option<Range<usize>>)> = Vec::new();
     match item {
-        Item::ArrayOfTables(a) => {
-            for t in a.iter() {
-                entries.push((t, t.span()));
-            }
-        }
-        Item::Value(Value::Array(a)) if a.iter().all(Value::is_inline_table) => {
-            for v in a.iter() {
-                if let Some(t) = v.as_inline_table() {
-                    entries.push((t, t.span()));
-                }
-            }
-        }
+        Item::ArrayOfTables(a) => a.iter().map(|t| (t as &dyn TableLike, t.span())).collect(),
+        Item::Value(Value::Array(a)) if a.iter().all(Value::is_inline_table) => a
+            .iter()
+            .filter_map(|v| v.as_inline_table())
+            .map(|t| (t as &dyn TableLike, t.span()))
+            .collect(),
         _ => {
             src.report(
                 item_span(Some(key), item),
                 format!(
-                    "`stream` must be an array of tables (write [[stream]]), found {}",
+                    "`{name}` must be an array of tables (write [[{name}]]), found {}",
                     type_name(item)
                 ),
             );
+            Vec::new()
         }
     }
+}
+
+fn parse_streams(src: &mut Source, root: &dyn TableLike) -> (Vec<StreamConfig>, Vec<PipelineRef>) {
+    let mut streams = Vec::new();
+    let mut refs = Vec::new();
+    let entries = array_of_tables(src, root, "stream");
 
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for (t, header) in entries {

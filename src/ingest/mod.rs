@@ -5,4 +5,5 @@ pub mod flv;
 pub mod interleave;
 pub mod mpegts;
 pub mod rtmp;
+pub mod session;
 pub mod srt;

@@ -14,7 +14,8 @@ use rml_rtmp::sessions::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::hub::{Hub, HubMsg, PublishHandle};
+use super::session::PublishSession;
+use crate::hub::Hub;
 use crate::ingest::auth::{self, Refusal};
 use crate::ingest::flv::{self, AudioTag, VideoTag};
 use crate::media::{AudioConfig, Frame, Track, VideoConfig};
@@ -100,10 +101,9 @@ impl Clock {
 struct Connection {
     hub: Arc<Hub>,
     peer: SocketAddr,
-    publish: Option<PublishHandle>,
-    video: Option<VideoConfig>,
-    audio: Option<AudioConfig>,
-    started: bool,
+    publish: Option<PublishSession>,
+    /// Codecs of the last publish on this connection, for a republish without new headers.
+    last_configs: (Option<VideoConfig>, Option<AudioConfig>),
     video_clock: Clock,
     audio_clock: Clock,
     received: usize,
@@ -117,9 +117,7 @@ impl Connection {
             hub,
             peer,
             publish: None,
-            video: None,
-            audio: None,
-            started: false,
+            last_configs: (None, None),
             video_clock: Clock::default(),
             audio_clock: Clock::default(),
             received: 0,
@@ -148,7 +146,7 @@ impl Connection {
             };
             let kicked = async {
                 match &self.publish {
-                    Some(p) => p.kicked.clone().notified_owned().await,
+                    Some(p) => p.handle.kicked.clone().notified_owned().await,
                     None => std::future::pending().await,
                 }
             };
@@ -244,7 +242,8 @@ impl Connection {
                 match claim {
                     Ok(handle) => {
                         tracing::info!(peer = %self.peer, stream = handle.name(), "rtmp publish accepted");
-                        self.publish = Some(handle);
+                        let (video, audio) = std::mem::take(&mut self.last_configs);
+                        self.publish = Some(PublishSession::new(handle, video, audio));
                         session.accept_request(request_id).map_err(protocol)
                     }
                     Err(r) => {
@@ -258,8 +257,9 @@ impl Connection {
             }
             ServerSessionEvent::PublishStreamFinished { .. } => {
                 tracing::info!(peer = %self.peer, "rtmp publisher finished");
-                self.publish = None;
-                self.started = false;
+                if let Some(p) = self.publish.take() {
+                    self.last_configs = p.into_configs();
+                }
                 Ok(Vec::new())
             }
             ServerSessionEvent::VideoDataReceived {
@@ -301,9 +301,9 @@ impl Connection {
     }
 
     fn on_video(&mut self, body: &Bytes, ts: u32) -> Result<(), SessionError> {
-        if self.publish.is_none() {
+        let Some(publish) = self.publish.as_mut() else {
             return Ok(()); // media before publish: ignore, as other servers do
-        }
+        };
         let tag = match flv::parse_video_tag(body) {
             Ok(t) => t,
             Err(e) if skippable(&e) => return Ok(()),
@@ -312,7 +312,8 @@ impl Connection {
         match tag {
             VideoTag::SequenceHeader(cfg) => {
                 tracing::info!(peer = %self.peer, codec = %cfg.codec_string(), width = cfg.width, height = cfg.height, "video config");
-                self.set_config(Some(cfg), self.audio.clone());
+                let audio = publish.audio().cloned();
+                publish.set_config(Some(cfg), audio);
             }
             VideoTag::Frame {
                 keyframe,
@@ -320,14 +321,15 @@ impl Connection {
                 data,
             } => {
                 let dts = self.video_clock.extend(ts);
-                self.emit(Frame {
+                let frame = Frame {
                     track: Track::Video,
                     dts: dts * 90,
                     cts: cts_ms.saturating_mul(90),
                     keyframe,
                     data,
                     arrival_ms: unix_ms(SystemTime::now()),
-                });
+                };
+                publish.emit(frame, &self.hub.metrics);
             }
             VideoTag::EndOfSequence => {}
         }
@@ -335,9 +337,9 @@ impl Connection {
     }
 
     fn on_audio(&mut self, body: &Bytes, ts: u32) -> Result<(), SessionError> {
-        if self.publish.is_none() {
+        let Some(publish) = self.publish.as_mut() else {
             return Ok(());
-        }
+        };
         let tag = match flv::parse_audio_tag(body) {
             Ok(t) => t,
             Err(e) if skippable(&e) => return Ok(()),
@@ -346,63 +348,23 @@ impl Connection {
         match tag {
             AudioTag::SequenceHeader(cfg) => {
                 tracing::info!(peer = %self.peer, codec = %cfg.codec_string(), rate = cfg.sample_rate, channels = cfg.channels, "audio config");
-                self.set_config(self.video.clone(), Some(cfg));
+                let video = publish.video().cloned();
+                publish.set_config(video, Some(cfg));
             }
             AudioTag::Frame(data) => {
                 let dts = self.audio_clock.extend(ts);
-                self.emit(Frame {
+                let frame = Frame {
                     track: Track::Audio,
                     dts: dts * 90,
                     cts: 0,
                     keyframe: true,
                     data,
                     arrival_ms: unix_ms(SystemTime::now()),
-                });
+                };
+                publish.emit(frame, &self.hub.metrics);
             }
         }
         Ok(())
-    }
-
-    fn set_config(&mut self, video: Option<VideoConfig>, audio: Option<AudioConfig>) {
-        if video == self.video && audio == self.audio {
-            return;
-        }
-        self.video = video;
-        self.audio = audio;
-        if self.started {
-            if let Some(p) = &self.publish {
-                p.send(HubMsg::Config {
-                    video: self.video.clone(),
-                    audio: self.audio.clone(),
-                });
-            }
-        }
-    }
-
-    /// Sends a frame; the first one starts the session with the codecs seen so far.
-    fn emit(&mut self, frame: Frame) {
-        let Some(p) = &self.publish else {
-            return;
-        };
-        let known = match frame.track {
-            Track::Video => self.video.is_some(),
-            Track::Audio => self.audio.is_some(),
-        };
-        if !known {
-            return; // no sequence header yet: undecodable
-        }
-        if !self.started {
-            self.started = true;
-            p.send(HubMsg::Start {
-                video: self.video.clone(),
-                audio: self.audio.clone(),
-            });
-        }
-        self.hub
-            .metrics
-            .ingest_frames
-            .fetch_add(1, Ordering::Relaxed);
-        p.send(HubMsg::Frame(frame));
     }
 }
 

@@ -20,9 +20,10 @@ use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
 use super::auth::{self, Refusal, StreamKey};
 use super::interleave::Interleaver;
 use super::mpegts::{TsDemuxer, TsEvent};
+use super::session::PublishSession;
 use crate::config::Config;
-use crate::hub::{Hub, HubMsg, PublishHandle};
-use crate::media::{AudioConfig, Frame, Track, VideoConfig};
+use crate::hub::{Hub, PublishHandle};
+use crate::media::Frame;
 use crate::origin::store::unix_ms;
 
 /// Time allowed for an accepted caller to finish the SRT handshake (key exchange included).
@@ -226,14 +227,11 @@ async fn session(request: ConnectionRequest, hub: Arc<Hub>) {
 
 /// One accepted caller: payloads → demuxer → hub.
 struct Ingest {
-    publish: PublishHandle,
+    publish: PublishSession,
     demux: TsDemuxer,
     interleave: Interleaver,
     /// Frames the interleaver released, reused between calls.
     due: Vec<Frame>,
-    video: Option<VideoConfig>,
-    audio: Option<AudioConfig>,
-    started: bool,
     last_warn: Option<Instant>,
     muted_warnings: u64,
 }
@@ -241,13 +239,10 @@ struct Ingest {
 impl Ingest {
     fn new(publish: PublishHandle) -> Self {
         Ingest {
-            publish,
+            publish: PublishSession::new(publish, None, None),
             demux: TsDemuxer::new(),
             interleave: Interleaver::new(false),
             due: Vec::new(),
-            video: None,
-            audio: None,
-            started: false,
             last_warn: None,
             muted_warnings: 0,
         }
@@ -258,7 +253,7 @@ impl Ingest {
         mut socket: srt_tokio::SrtSocket,
         hub: &Hub,
     ) -> Result<(), SessionError> {
-        let kicked = self.publish.kicked.clone();
+        let kicked = self.publish.handle.kicked.clone();
         let mut events = Vec::new();
         loop {
             let next = tokio::select! {
@@ -297,22 +292,11 @@ impl Ingest {
                     if let Some(a) = &audio {
                         tracing::info!(stream = self.publish.name(), codec = %a.codec_string(), rate = a.sample_rate, channels = a.channels, "audio config");
                     }
-                    self.video = video;
-                    self.audio = audio;
-                    if self.started {
-                        self.publish.send(HubMsg::Config {
-                            video: self.video.clone(),
-                            audio: self.audio.clone(),
-                        });
-                    }
+                    self.publish.set_config(video, audio);
                 }
                 TsEvent::Frame(frame) => {
-                    let mut due = std::mem::take(&mut self.due);
-                    self.interleave.push(frame, &mut due);
-                    for f in due.drain(..) {
-                        self.emit(f, hub);
-                    }
-                    self.due = due;
+                    self.interleave.push(frame, &mut self.due);
+                    self.emit_due(hub);
                 }
                 TsEvent::Warning(w) => self.warn(&w.to_string()),
             }
@@ -320,32 +304,14 @@ impl Ingest {
     }
 
     fn release_held(&mut self, hub: &Hub) {
-        let mut due = std::mem::take(&mut self.due);
-        self.interleave.flush(&mut due);
-        for f in due.drain(..) {
-            self.emit(f, hub);
-        }
-        self.due = due;
+        self.interleave.flush(&mut self.due);
+        self.emit_due(hub);
     }
 
-    /// Sends a frame; the first one starts the session with the codecs known so far.
-    fn emit(&mut self, frame: Frame, hub: &Hub) {
-        let known = match frame.track {
-            Track::Video => self.video.is_some(),
-            Track::Audio => self.audio.is_some(),
-        };
-        if !known {
-            return;
+    fn emit_due(&mut self, hub: &Hub) {
+        for f in self.due.drain(..) {
+            self.publish.emit(f, &hub.metrics);
         }
-        if !self.started {
-            self.started = true;
-            self.publish.send(HubMsg::Start {
-                video: self.video.clone(),
-                audio: self.audio.clone(),
-            });
-        }
-        hub.metrics.ingest_frames.fetch_add(1, Ordering::Relaxed);
-        self.publish.send(HubMsg::Frame(frame));
     }
 
     /// Logs survivable stream damage, at most once per [`WARN_INTERVAL`] (loss comes in bursts).

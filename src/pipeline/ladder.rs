@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use toml_edit::{Item, TableLike, Value};
+use toml_edit::{TableLike, Value};
 
 use crate::config::{
-    check_keys, get_str, item_span, line_col, name_rule, type_name, valid_name, Source,
+    array_of_tables, check_keys, get_str, item_span, line_col, name_rule, type_name, valid_name,
+    Source,
 };
 
 /// Encoder used by a rung without `[rung.encoder]` (or with no `element` in it).
@@ -154,30 +155,7 @@ fn rung_hint(key: &str) -> Option<&'static str> {
 
 /// Parses every `[[rung]]` of a pipeline file, reporting problems into `src`.
 pub(crate) fn parse_rungs(src: &mut Source, root: &dyn TableLike) -> Vec<Rung> {
-    let Some((key, item)) = root.get_key_value("rung") else {
-        return Vec::new();
-    };
-    let mut tables: Vec<(&dyn TableLike, Option<std::ops::Range<usize>>)> = Vec::new();
-    match item {
-        Item::ArrayOfTables(a) => tables.extend(a.iter().map(|t| (t as &dyn TableLike, t.span()))),
-        Item::Value(Value::Array(a)) if a.iter().all(Value::is_inline_table) => {
-            for v in a.iter() {
-                if let Some(t) = v.as_inline_table() {
-                    tables.push((t, t.span()));
-                }
-            }
-        }
-        _ => {
-            src.report(
-                item_span(Some(key), item),
-                format!(
-                    "`rung` must be an array of tables (write [[rung]]), found {}",
-                    type_name(item)
-                ),
-            );
-            return Vec::new();
-        }
-    }
+    let tables = array_of_tables(src, root, "rung");
     if tables.len() > MAX_RUNGS {
         src.report(
             tables[MAX_RUNGS].1.clone(),
