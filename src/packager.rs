@@ -12,7 +12,7 @@ use crate::media::{Frame, Track};
 use crate::metrics::Metrics;
 use crate::origin::store::{unix_ms, RenditionInfo, StreamEntry};
 use crate::package::segmenter::{CutConfig, Output, Segmenter};
-use crate::pipeline::follow::{CutLog, Lead};
+use crate::pipeline::follow::CutLog;
 use crate::pipeline::transcoder::RungMsg;
 use std::sync::atomic::Ordering;
 
@@ -38,20 +38,7 @@ fn record_lead(log: &CutLog, seg: &Segmenter, frame: &Frame, out: &[Output]) {
     if frame.track != Track::Video || !frame.keyframe {
         return;
     }
-    let lead = out.iter().find_map(|o| match o {
-        Output::SegmentStart {
-            msn,
-            pdt_ms,
-            discontinuity,
-            ..
-        } => Some(Lead {
-            msn: *msn,
-            pdt_ms: *pdt_ms,
-            discontinuity: *discontinuity,
-            start: seg.open_segment_start().unwrap_or(0),
-        }),
-        _ => None,
-    });
+    let lead = seg.lead_in(out);
     log.record((frame.dts + frame.cts as i64, frame.arrival_ms), lead);
 }
 

@@ -19,7 +19,7 @@ use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
 
 use super::auth::{self, Refusal, StreamKey};
 use super::interleave::Interleaver;
-use super::mpegts::{TsDemuxer, TsEvent};
+use super::mpegts::{TsDemuxer, TsEvent, TsWarning};
 use super::session::PublishSession;
 use crate::config::Config;
 use crate::hub::{Hub, PublishHandle};
@@ -298,7 +298,7 @@ impl Ingest {
                     self.interleave.push(frame, &mut self.due);
                     self.emit_due(hub);
                 }
-                TsEvent::Warning(w) => self.warn(&w.to_string()),
+                TsEvent::Warning(w) => self.warn(&w),
             }
         }
     }
@@ -315,7 +315,7 @@ impl Ingest {
     }
 
     /// Logs survivable stream damage, at most once per [`WARN_INTERVAL`] (loss comes in bursts).
-    fn warn(&mut self, what: &str) {
+    fn warn(&mut self, what: &TsWarning) {
         let now = Instant::now();
         if self
             .last_warn

@@ -187,6 +187,25 @@ impl Segmenter {
         self.segment.as_ref().map(|s| s.start)
     }
 
+    /// The decision a follower copies when `out` (this segmenter's output for one frame)
+    /// opened a segment: its number, PDT, discontinuity and output start time.
+    pub fn lead_in(&self, out: &[Output]) -> Option<Lead> {
+        out.iter().find_map(|o| match o {
+            Output::SegmentStart {
+                msn,
+                pdt_ms,
+                discontinuity,
+                ..
+            } => Some(Lead {
+                msn: *msn,
+                pdt_ms: *pdt_ms,
+                discontinuity: *discontinuity,
+                start: self.open_segment_start().unwrap_or(0),
+            }),
+            _ => None,
+        })
+    }
+
     /// Feeds one frame of a rendition that follows a leader (a transcoded rung following the
     /// source): a segment opens only at a video keyframe where the leader opened one (`lead`),
     /// with the leader's number, PDT and output time. Until the first lead, nothing is output.
@@ -667,20 +686,7 @@ mod tests {
         for f in &frames {
             let out = leader.push(f);
             if f.track == Track::Video && f.keyframe {
-                let lead = out.iter().find_map(|o| match o {
-                    Output::SegmentStart {
-                        msn,
-                        pdt_ms,
-                        discontinuity,
-                        ..
-                    } => Some(Lead {
-                        msn: *msn,
-                        pdt_ms: *pdt_ms,
-                        discontinuity: *discontinuity,
-                        start: leader.open_segment_start().unwrap(),
-                    }),
-                    _ => None,
-                });
+                let lead = leader.lead_in(&out);
                 leads.insert(f.dts, lead);
             }
             lead_out.extend(out);
