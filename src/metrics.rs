@@ -3,6 +3,18 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Labels of `ferrocast_http_requests_by_kind_total`: what a request asked for. The origin's
+/// request classifier (`origin::cache::Kind`) counts in this order.
+pub const HTTP_KINDS: [&str; 7] = [
+    "multivariant",
+    "playlist",
+    "playlist_blocking",
+    "part",
+    "segment",
+    "init",
+    "other",
+];
+
 /// Upper bounds (ms) of the part-lag histogram buckets.
 const LAG_BUCKETS_MS: [u64; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
 
@@ -26,8 +38,8 @@ pub struct Metrics {
     pub chat_messages: AtomicU64,
     pub chat_refused: AtomicU64,
     pub chat_slow_readers: AtomicU64,
-    /// Requests by `cache::Kind`, in `Kind::ALL` order.
-    pub http_requests_by_kind: [AtomicU64; 7],
+    /// Requests by what they asked for, in [`HTTP_KINDS`] order.
+    pub http_requests_by_kind: [AtomicU64; HTTP_KINDS.len()],
     /// Transcoded rung pipelines that failed or fell behind real time (each is restarted or dropped).
     pub rung_failures: AtomicU64,
     /// Frames the transcoders dropped because a stage was full (input, decoder, a rung's encoder).
@@ -165,14 +177,10 @@ impl Metrics {
             s,
             "# HELP {name} HTTP requests by what they asked for\n# TYPE {name} counter"
         );
-        for (k, v) in crate::origin::cache::Kind::ALL
-            .iter()
-            .zip(&self.http_requests_by_kind)
-        {
+        for (label, v) in HTTP_KINDS.iter().zip(&self.http_requests_by_kind) {
             let _ = writeln!(
                 s,
-                "{name}{{kind=\"{}\"}} {}",
-                k.label(),
+                "{name}{{kind=\"{label}\"}} {}",
                 v.load(Ordering::Relaxed)
             );
         }

@@ -1,4 +1,6 @@
-//! Binds the listeners and runs ingest and origin until SIGINT/SIGTERM.
+//! The composition root: creates the services (hub, origin store, chat, metrics), subscribes
+//! the live supervisor and chat to the hub's lifecycle events, binds the listeners and runs the
+//! adapters (RTMP, SRT, HTTP) until SIGINT/SIGTERM. The one place that knows every module.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,11 +9,14 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::chat::ChatRooms;
 use crate::config::Config;
-use crate::hub::{Hub, ENDED_KEEP};
+use crate::hub::Hub;
+use crate::ingest::Ingest;
+use crate::live::Supervisor;
 use crate::metrics::Metrics;
-use crate::origin::http::{self, App};
-use crate::origin::store::Store;
+use crate::origin::http::{self, App, ChatUpgrade};
+use crate::store::{Store, ENDED_KEEP};
 
 /// Log filter when `RUST_LOG` is unset. srt-protocol logs a warning per malformed datagram,
 /// which lets anyone flood the log with junk UDP; our own SRT session logs say what matters.
@@ -33,6 +38,8 @@ pub struct Bound {
 pub struct Server {
     pub bound: Bound,
     pub hub: Arc<Hub>,
+    pub store: Arc<Store>,
+    supervisor: Arc<Supervisor>,
 }
 
 impl Server {
@@ -64,37 +71,59 @@ impl Server {
             rtmp: rtmp_l.local_addr()?,
             srt: srt_l.local,
         };
-        let hub = Hub::new(
-            config.clone(),
-            Arc::new(Store::default()),
-            Arc::new(Metrics::default()),
-        );
-        let chat = crate::chat::ChatRooms::new(&config, hub.store.clone(), hub.metrics.clone())
+        // Services.
+        let metrics = Arc::new(Metrics::default());
+        let store = Arc::new(Store::default());
+        let hub = Hub::new(config.hls.grace);
+        let chat = ChatRooms::new(&config, store.clone(), metrics.clone())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let _ = hub.chat.set(chat.clone());
-        crate::chat::timed::spawn_carriers(&chat, &hub);
-        tokio::spawn(chat.run_timers());
+        // Subscribers of the hub's lifecycle events, subscribed before any listener accepts.
+        let supervisor = Supervisor::new(config.clone(), store.clone(), metrics.clone());
+        tokio::spawn(supervisor.clone().run(hub.events()));
+        tokio::spawn(chat.clone().follow_streams(hub.events()));
+        crate::chat::timed::spawn_carriers(&chat, &hub, &store, &config);
+        tokio::spawn(chat.clone().run_timers());
+        // Adapters.
+        let rooms = chat.clone();
+        let chat_upgrade: ChatUpgrade =
+            Arc::new(move |name, req| crate::chat::ws::upgrade(&rooms, name, req));
         let app = Arc::new(App {
+            config: config.clone(),
             hub: hub.clone(),
+            store: store.clone(),
+            metrics: metrics.clone(),
+            chat,
+            chat_upgrade,
             web_dir: PathBuf::from(WEB_DIR),
         });
+        let ingest = Arc::new(Ingest {
+            hub: hub.clone(),
+            config: config.clone(),
+            metrics: metrics.clone(),
+        });
         tokio::spawn(http::serve(http_l, app));
-        tokio::spawn(crate::ingest::rtmp::serve(rtmp_l, hub.clone()));
-        tokio::spawn(crate::ingest::srt::serve(srt_l, hub.clone()));
-        let sweeper = hub.clone();
+        tokio::spawn(crate::ingest::rtmp::serve(rtmp_l, ingest.clone()));
+        tokio::spawn(crate::ingest::srt::serve(srt_l, ingest));
+        let sweeper = store.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(30)).await;
-                sweeper.store.sweep(ENDED_KEEP);
+                sweeper.sweep(ENDED_KEEP);
             }
         });
         tracing::info!(http = %bound.http, rtmp = %bound.rtmp, srt = %bound.srt, "ferrocast listening");
-        Ok(Server { bound, hub })
+        Ok(Server {
+            bound,
+            hub,
+            store,
+            supervisor,
+        })
     }
 
     /// Ends every live playlist (EXT-X-ENDLIST) and flushes the last parts.
     pub async fn shutdown(&self) {
-        self.hub.shutdown().await;
+        self.hub.shutdown();
+        self.supervisor.shutdown().await;
         // Let held requests see the final playlists before the process exits.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

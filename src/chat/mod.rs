@@ -40,13 +40,15 @@ pub mod ws;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::origin::store::{unix_ms, Store};
+use crate::hub::Lifecycle;
+use crate::store::Store;
+use crate::util::time::now_ms;
 use protocol::{ChatMessage, ServerFrame};
 use room::{ConnId, Limits, Output, Room};
 use store::ChatStore;
@@ -116,9 +118,6 @@ pub struct ChatRooms {
     pub max_frame: usize,
 }
 
-fn now_ms() -> u64 {
-    unix_ms(SystemTime::now())
-}
 
 impl ChatRooms {
     /// Opens the chat log and creates a (closed) room for every configured stream.
@@ -217,14 +216,31 @@ impl ChatRooms {
         &self.store
     }
 
-    /// Hook: the stream went live (hub claim of a new stream).
-    pub fn stream_live(&self, name: &str) {
-        if let Some(r) = self.rooms.get(name) {
-            r.open();
+    /// Opens and closes rooms as the hub's streams go live and end; spawn once. The room's
+    /// history is read from the log on the blocking pool, not under any lock.
+    pub async fn follow_streams(self: Arc<Self>, mut events: broadcast::Receiver<Lifecycle>) {
+        loop {
+            let event = match events.recv().await {
+                Ok(e) => e,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::error!(missed = n, "chat fell behind the hub's events");
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            match event {
+                Lifecycle::Live { name, .. } => {
+                    if let Some(room) = self.rooms.get(&name).cloned() {
+                        tokio::spawn(room.open());
+                    }
+                }
+                Lifecycle::Ended { name } => self.stream_ended(&name),
+                _ => {}
+            }
         }
     }
 
-    /// Hook: the stream ended (after its grace period, or at shutdown).
+    /// The stream ended (after its grace period, or at shutdown): its room turns read-only.
     pub fn stream_ended(&self, name: &str) {
         if let Some(r) = self.rooms.get(name) {
             r.end();
@@ -250,17 +266,29 @@ impl RoomHandle {
         self.lock().conns.len()
     }
 
-    fn open(&self) {
+    async fn open(self: Arc<Self>) {
+        let fresh = self.lock().life == Life::Closed;
+        let history = if fresh {
+            let (store, name, n) = (self.store.clone(), self.name.clone(), self.history);
+            match tokio::task::spawn_blocking(move || store.recent(&name, n)).await {
+                Ok(Ok(h)) => Some(h),
+                Ok(Err(e)) => {
+                    tracing::error!(stream = %self.name, error = %e, "chat history not loaded");
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(stream = %self.name, error = %e, "chat history not loaded");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let mut g = self.lock();
         if g.life == Life::Closed {
             // A new room life: fresh moderation state, history from the log.
-            match self.store.recent(&self.name, self.history) {
-                Ok(h) => {
-                    let limits = g.room.limits().clone();
-                    g.room = Room::new(limits, h);
-                }
-                Err(e) => tracing::error!(stream = %self.name, "chat history not loaded: {e}"),
-            }
+            let limits = g.room.limits().clone();
+            g.room = Room::new(limits, history.unwrap_or_default());
         }
         g.life = Life::Live;
         g.room.set_open(true);

@@ -7,14 +7,15 @@
 //! same JSON object the WebSocket sends (`{"type":"message",...}` or `{"type":"deleted","id":..}`).
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use tokio::sync::broadcast::error::RecvError;
 
 use super::protocol::ServerFrame;
 use super::{ChatEvent, ChatRooms};
+use crate::config::Config;
 use crate::hub::Hub;
-use crate::origin::store::unix_ms;
+use crate::store::Store;
+use crate::util::time::now_ms;
 use crate::package::emsg::{id3_txxx, TimedMetadata, CHAT_DESCRIPTION};
 
 /// `emsg` ids of deletions are kept apart from message ids (players drop repeated ids).
@@ -43,12 +44,13 @@ pub fn event_metadata(event: &ChatEvent, edge_pdt_ms: u64) -> TimedMetadata {
 }
 
 /// Forwards every configured stream's chat events into its media until the server stops.
-pub fn spawn_carriers(rooms: &Arc<ChatRooms>, hub: &Arc<Hub>) {
-    for stream in &hub.config.streams {
+pub fn spawn_carriers(rooms: &Arc<ChatRooms>, hub: &Arc<Hub>, store: &Arc<Store>, config: &Config) {
+    for stream in &config.streams {
         let Some(mut rx) = rooms.subscribe(&stream.name) else {
             continue;
         };
         let hub = hub.clone();
+        let store = store.clone();
         let name = stream.name.clone();
         tokio::spawn(async move {
             loop {
@@ -60,11 +62,10 @@ pub fn spawn_carriers(rooms: &Arc<ChatRooms>, hub: &Arc<Hub>) {
                     }
                     Err(RecvError::Closed) => return,
                 };
-                let edge = hub
-                    .store
+                let edge = store
                     .get(&name)
                     .and_then(|e| e.live_edge_pdt_ms())
-                    .unwrap_or_else(|| unix_ms(SystemTime::now()));
+                    .unwrap_or_else(now_ms);
                 // Not live: nothing to carry it (the WebSocket and the store still have it).
                 hub.send_metadata(&name, Arc::new(event_metadata(&event, edge)));
             }

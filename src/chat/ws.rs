@@ -25,7 +25,8 @@ use tokio_tungstenite::WebSocketStream;
 use super::protocol::{self, ServerFrame};
 use super::queue::Next;
 use super::{ChatRooms, Joined, RoomHandle};
-use crate::origin::body::Body;
+use crate::util::body::Body;
+use crate::util::percent;
 
 /// tungstenite's read buffer per connection (chat frames are small).
 pub const READ_BUFFER: usize = 512;
@@ -48,37 +49,17 @@ fn plain(code: StatusCode, body: &str) -> Resp {
     r
 }
 
-/// `?name=` and `?token=` of the upgrade request (percent-decoded).
+/// `?name=` and `?token=` of the upgrade request (decoded; empty values count as absent).
 fn query_params(q: Option<&str>) -> (Option<String>, Option<String>) {
     let (mut name, mut token) = (None, None);
-    for pair in q.unwrap_or("").split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "name" if !v.is_empty() => name = Some(percent_decode(v)),
-            "token" if !v.is_empty() => token = Some(percent_decode(v)),
+    for (k, v) in percent::query_pairs(q) {
+        match &*k {
+            "name" if !v.is_empty() => name = Some(v.into_owned()),
+            "token" if !v.is_empty() => token = Some(v.into_owned()),
             _ => {}
         }
     }
     (name, token)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Answers a chat request: 404 unless the room admits connections, 426 unless it is a
@@ -337,7 +318,5 @@ mod tests {
         );
         assert_eq!(query_params(None), (None, None));
         assert_eq!(query_params(Some("name=")), (None, None));
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
     }
 }

@@ -1,6 +1,8 @@
 //! Publish authorisation: stream-key syntax and the key check (sans-IO).
 
 use crate::config::Config;
+use crate::hub::ClaimError;
+use crate::util::percent;
 
 /// Why a publish attempt was refused; the text goes to the log and to the publisher.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,13 +29,25 @@ pub enum Refusal {
     PassphraseRequired(String),
     #[error("stream `{0}` has no SRT passphrase configured, but the caller encrypts")]
     NotEncrypted(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl From<ClaimError> for Refusal {
+    fn from(e: ClaimError) -> Refusal {
+        match e {
+            ClaimError::AlreadyPublished(name) => Refusal::AlreadyLive(name),
+            ClaimError::ShuttingDown => Refusal::ShuttingDown,
+        }
+    }
 }
 
 /// A parsed stream key: `NAME?key=SECRET` (other query parameters ignored).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamKey<'a> {
     pub name: &'a str,
-    pub key: Option<&'a str>,
+    /// Percent-decoded; a `+` stays a plus (encoders send keys verbatim).
+    pub key: Option<std::borrow::Cow<'a, str>>,
 }
 
 pub fn parse_stream_key(raw: &str) -> StreamKey<'_> {
@@ -43,9 +57,8 @@ pub fn parse_stream_key(raw: &str) -> StreamKey<'_> {
         None => (raw, None),
     };
     let key = query.and_then(|q| {
-        q.split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == "key")
+        percent::credential_pairs(q)
+            .find(|(k, _)| k == "key")
             .map(|(_, v)| v)
     });
     StreamKey {
@@ -70,7 +83,7 @@ pub const APP: &str = "live";
 /// works) or `live/NAME?key=SECRET` / `NAME?key=SECRET`. Percent-encoding is decoded first,
 /// since some encoders escape the whole streamid.
 pub fn parse_srt_stream_id(raw: &str) -> Result<SrtStreamId, Refusal> {
-    let decoded = percent_decode(raw.trim());
+    let decoded = percent::decode(raw.trim());
     let text = decoded.trim();
     if text.is_empty() {
         return Err(Refusal::NoStreamId);
@@ -105,7 +118,7 @@ pub fn parse_srt_stream_id(raw: &str) -> Result<SrtStreamId, Refusal> {
     let key = parse_stream_key(text);
     Ok(SrtStreamId {
         name: strip_app(key.name)?.to_string(),
-        key: key.key.map(str::to_string),
+        key: key.key.map(|k| k.into_owned()),
         user: None,
     })
 }
@@ -121,29 +134,10 @@ fn strip_app(resource: &str) -> Result<&str, Refusal> {
     }
 }
 
-/// Decodes `%XX` escapes; malformed escapes stay literal, invalid UTF-8 is replaced.
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// The streamid with its secret masked, for logs.
 pub fn redact_stream_id(raw: &str) -> String {
-    let decoded = percent_decode(raw.trim());
+    let decoded = percent::decode(raw.trim());
     if let Some(acl) = decoded.strip_prefix("#!::") {
         let parts: Vec<String> = acl
             .split(',')
@@ -156,7 +150,7 @@ pub fn redact_stream_id(raw: &str) -> String {
     }
     match decoded.split_once('?') {
         Some((path, _)) => format!("{path}?***"),
-        None => decoded,
+        None => decoded.into_owned(),
     }
 }
 
@@ -180,16 +174,204 @@ pub fn authorize<'c>(config: &'c Config, key: &StreamKey<'_>) -> Result<&'c str,
     let stream = config
         .stream(key.name)
         .ok_or_else(|| Refusal::UnknownStream(key.name.to_string()))?;
-    match key.key {
+    match key.key.as_deref() {
         None | Some("") => Err(Refusal::MissingKey(stream.name.clone())),
         Some(k) if same_secret(k, &stream.key) => Ok(&stream.name),
         Some(_) => Err(Refusal::WrongKey(stream.name.clone())),
     }
 }
 
+/// Who an admitted caller publishes as, and the passphrase its encryption must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    pub name: String,
+    pub passphrase: Option<String>,
+}
+
+/// Decides whether a caller may publish (sans-IO): the streamid's key, or the `[srt]
+/// default_stream` for callers without one; then the stream's passphrase policy.
+pub fn admit(
+    config: &Config,
+    stream_id: Option<&str>,
+    caller_encrypts: bool,
+) -> Result<Admission, Refusal> {
+    let name = match stream_id.filter(|s| !s.trim().is_empty()) {
+        Some(raw) => {
+            let sid = parse_srt_stream_id(raw)?;
+            let key = StreamKey {
+                name: &sid.name,
+                key: sid.key.as_deref().map(Into::into),
+            };
+            authorize(config, &key)?.to_string()
+        }
+        None => match &config.srt.default_stream {
+            Some(name) => name.clone(),
+            None => return Err(Refusal::NoStreamId),
+        },
+    };
+    let stream = config
+        .stream(&name)
+        .ok_or_else(|| Refusal::UnknownStream(name.clone()))?;
+    match (&stream.passphrase, caller_encrypts) {
+        (Some(p), true) => Ok(Admission {
+            name,
+            passphrase: Some(p.clone()),
+        }),
+        (Some(_), false) => Err(Refusal::PassphraseRequired(name)),
+        (None, true) => Err(Refusal::NotEncrypted(name)),
+        (None, false) => Ok(Admission {
+            name,
+            passphrase: None,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{SrtConfig, StreamConfig};
+
+    fn config(default_stream: Option<&str>) -> Config {
+        let mut c = crate::config::Config::for_tests();
+        c.streams = vec![
+            StreamConfig {
+                name: "open".into(),
+                key: "k1".into(),
+                pipeline: "passthrough".into(),
+                passphrase: None,
+            },
+            StreamConfig {
+                name: "locked".into(),
+                key: "k2".into(),
+                pipeline: "passthrough".into(),
+                passphrase: Some("0123456789ab".into()),
+            },
+        ];
+        c.srt = SrtConfig {
+            default_stream: default_stream.map(str::to_string),
+            ..SrtConfig::default()
+        };
+        c
+    }
+
+    #[test]
+    fn both_streamid_forms_admit() {
+        let c = config(None);
+        for id in [
+            "#!::r=live/open,m=publish,s=k1",
+            "#!::m=publish,s=k1,r=live/open",
+            "#!::r=open,s=k1",
+            "#!::u=open,s=k1",
+            "live/open?key=k1",
+            "open?key=k1",
+            "%23%21%3A%3Ar%3Dlive%2Fopen%2Cm%3Dpublish%2Cs%3Dk1",
+            "live%2Fopen%3Fkey%3Dk1",
+        ] {
+            assert_eq!(
+                admit(&c, Some(id), false),
+                Ok(Admission {
+                    name: "open".into(),
+                    passphrase: None
+                }),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_name_the_reason() {
+        let c = config(None);
+        let cases: [(Option<&str>, bool, Refusal); 9] = [
+            (None, false, Refusal::NoStreamId),
+            (Some("  "), false, Refusal::NoStreamId),
+            (
+                Some("#!::r=live/open,s=nope"),
+                false,
+                Refusal::WrongKey("open".into()),
+            ),
+            (
+                Some("#!::r=live/open"),
+                false,
+                Refusal::MissingKey("open".into()),
+            ),
+            (
+                Some("#!::r=live/other,s=k1"),
+                false,
+                Refusal::UnknownStream("other".into()),
+            ),
+            (
+                Some("#!::r=vod/open,s=k1"),
+                false,
+                Refusal::UnknownApp("vod".into()),
+            ),
+            (
+                Some("#!::r=live/open,m=request,s=k1"),
+                false,
+                Refusal::UnsupportedMode("request".into()),
+            ),
+            (
+                Some("#!::r=live/locked,s=k2"),
+                false,
+                Refusal::PassphraseRequired("locked".into()),
+            ),
+            (
+                Some("#!::r=live/open,s=k1"),
+                true,
+                Refusal::NotEncrypted("open".into()),
+            ),
+        ];
+        for (id, enc, want) in cases {
+            assert_eq!(admit(&c, id, enc), Err(want), "{id:?}");
+        }
+    }
+
+    #[test]
+    fn passphrase_stream_admits_encrypted_callers() {
+        let c = config(None);
+        assert_eq!(
+            admit(&c, Some("#!::r=live/locked,m=publish,s=k2"), true),
+            Ok(Admission {
+                name: "locked".into(),
+                passphrase: Some("0123456789ab".into())
+            })
+        );
+    }
+
+    #[test]
+    fn default_stream_takes_callers_without_streamid() {
+        let c = config(Some("locked"));
+        assert_eq!(
+            admit(&c, None, true),
+            Ok(Admission {
+                name: "locked".into(),
+                passphrase: Some("0123456789ab".into())
+            })
+        );
+        // Without encryption the caller has no credential at all.
+        assert_eq!(
+            admit(&c, None, false),
+            Err(Refusal::PassphraseRequired("locked".into()))
+        );
+        // A streamid still wins over the default.
+        assert_eq!(
+            admit(&c, Some("open?key=k1"), false).map(|a| a.name),
+            Ok("open".to_string())
+        );
+    }
+
+    #[test]
+    fn secrets_never_reach_the_log() {
+        assert_eq!(
+            redact_stream_id("#!::r=live/a,m=publish,s=topsecret"),
+            "#!::r=live/a,m=publish,s=***"
+        );
+        assert_eq!(redact_stream_id("live/a?key=topsecret"), "live/a?***");
+        assert_eq!(
+            redact_stream_id("%23%21%3A%3Ar%3Dlive%2Fa%2Cs%3Dtopsecret"),
+            "#!::r=live/a,s=***"
+        );
+    }
+
 
     #[test]
     fn stream_key_with_secret() {
@@ -197,14 +379,14 @@ mod tests {
             parse_stream_key("demo?key=s3cret"),
             StreamKey {
                 name: "demo",
-                key: Some("s3cret")
+                key: Some("s3cret".into())
             }
         );
         assert_eq!(
             parse_stream_key("demo?foo=1&key=abc&x=y"),
             StreamKey {
                 name: "demo",
-                key: Some("abc")
+                key: Some("abc".into())
             }
         );
         assert_eq!(
@@ -218,7 +400,7 @@ mod tests {
             parse_stream_key("?key=x"),
             StreamKey {
                 name: "",
-                key: Some("x")
+                key: Some("x".into())
             }
         );
     }

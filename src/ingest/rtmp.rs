@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -15,11 +15,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::session::PublishSession;
-use crate::hub::Hub;
+use super::Ingest;
 use crate::ingest::auth::{self, Refusal};
 use crate::ingest::flv::{self, AudioTag, VideoTag};
 use crate::media::{AudioConfig, Frame, Track, VideoConfig};
-use crate::origin::store::unix_ms;
+use crate::util::time::now_ms;
 
 /// The RTMP application publishers use.
 pub use super::auth::APP;
@@ -31,7 +31,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_SETUP_BYTES: usize = 256 * 1024;
 
 /// Accepts RTMP connections until the listener fails.
-pub async fn serve(listener: TcpListener, hub: Arc<Hub>) {
+pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>) {
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -42,14 +42,14 @@ pub async fn serve(listener: TcpListener, hub: Arc<Hub>) {
             }
         };
         let _ = sock.set_nodelay(true);
-        hub.metrics.rtmp_connections.fetch_add(1, Ordering::Relaxed);
-        let hub = hub.clone();
+        ingest.metrics.rtmp_connections.fetch_add(1, Ordering::Relaxed);
+        let ingest = ingest.clone();
         tokio::spawn(async move {
-            let mut conn = Connection::new(hub.clone(), peer);
+            let mut conn = Connection::new(ingest.clone(), peer);
             match conn.run(sock).await {
                 Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
                 Err(e) => {
-                    hub.metrics.rtmp_errors.fetch_add(1, Ordering::Relaxed);
+                    ingest.metrics.rtmp_errors.fetch_add(1, Ordering::Relaxed);
                     let stream = conn.publish.as_ref().map(|p| p.name().to_string());
                     tracing::warn!(%peer, stream = stream.as_deref().unwrap_or("-"), "rtmp session ended: {e}");
                 }
@@ -99,7 +99,7 @@ impl Clock {
 }
 
 struct Connection {
-    hub: Arc<Hub>,
+    ctx: Arc<Ingest>,
     peer: SocketAddr,
     publish: Option<PublishSession>,
     /// Codecs of the last publish on this connection, for a republish without new headers.
@@ -112,9 +112,9 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(hub: Arc<Hub>, peer: SocketAddr) -> Self {
+    fn new(ctx: Arc<Ingest>, peer: SocketAddr) -> Self {
         Connection {
-            hub,
+            ctx,
             peer,
             publish: None,
             last_configs: (None, None),
@@ -159,7 +159,7 @@ impl Connection {
             if n == 0 {
                 return Ok(());
             }
-            self.hub
+            self.ctx
                 .metrics
                 .ingest_bytes
                 .fetch_add(n as u64, Ordering::Relaxed);
@@ -236,9 +236,9 @@ impl Connection {
                 ..
             } => {
                 let key = auth::parse_stream_key(&stream_key);
-                let claim = auth::authorize(&self.hub.config, &key)
+                let claim = auth::authorize(&self.ctx.config, &key)
                     .map(str::to_string)
-                    .and_then(|name| self.hub.claim(&name));
+                    .and_then(|name| self.ctx.hub.claim(&name).map_err(Refusal::from));
                 match claim {
                     Ok(handle) => {
                         tracing::info!(peer = %self.peer, stream = handle.name(), "rtmp publish accepted");
@@ -289,7 +289,7 @@ impl Connection {
         refusal: Refusal,
         code: &str,
     ) -> Result<Vec<ServerSessionResult>, SessionError> {
-        self.hub
+        self.ctx
             .metrics
             .rtmp_rejected
             .fetch_add(1, Ordering::Relaxed);
@@ -327,9 +327,9 @@ impl Connection {
                     cts: cts_ms.saturating_mul(90),
                     keyframe,
                     data,
-                    arrival_ms: unix_ms(SystemTime::now()),
+                    arrival_ms: now_ms(),
                 };
-                publish.emit(frame, &self.hub.metrics);
+                publish.emit(frame, &self.ctx.metrics);
             }
             VideoTag::EndOfSequence => {}
         }
@@ -359,9 +359,9 @@ impl Connection {
                     cts: 0,
                     keyframe: true,
                     data,
-                    arrival_ms: unix_ms(SystemTime::now()),
+                    arrival_ms: now_ms(),
                 };
-                publish.emit(frame, &self.hub.metrics);
+                publish.emit(frame, &self.ctx.metrics);
             }
         }
         Ok(())

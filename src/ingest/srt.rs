@@ -2,13 +2,13 @@
 //!
 //! srt-tokio is young (its README says so), so nothing outside this module names it: the rest
 //! of the server sees the same hub messages as from RTMP. Admission (streamid, key,
-//! passphrase policy) is decided by the pure [`admit`] before the SRT handshake is answered,
+//! passphrase policy) is decided by the pure [`auth::admit`] before the SRT handshake is answered,
 //! so a refused caller gets an SRT reject code and creates nothing.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use srt_protocol::options::{ByteCount, KeySize, Passphrase, SocketOptions};
@@ -17,14 +17,15 @@ use srt_protocol::settings::KeySettings;
 use srt_tokio::access::RejectReason;
 use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
 
-use super::auth::{self, Refusal, StreamKey};
+use super::auth::{self, Refusal};
 use super::interleave::Interleaver;
 use super::mpegts::{TsDemuxer, TsEvent, TsWarning};
 use super::session::PublishSession;
-use crate::config::Config;
-use crate::hub::{Hub, PublishHandle};
+use crate::hub::PublishHandle;
+use super::Ingest;
 use crate::media::Frame;
-use crate::origin::store::unix_ms;
+use crate::metrics::Metrics;
+use crate::util::time::now_ms;
 
 /// Time allowed for an accepted caller to finish the SRT handshake (key exchange included).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -62,59 +63,14 @@ pub async fn bind(addr: SocketAddr, latency: Duration) -> std::io::Result<Listen
 }
 
 /// Accepts callers until the process ends; one task per caller.
-pub async fn serve(mut listener: Listener, hub: Arc<Hub>) {
+pub async fn serve(mut listener: Listener, ingest: Arc<Ingest>) {
     while let Some(request) = listener.incoming.incoming().next().await {
-        let hub = hub.clone();
-        tokio::spawn(async move { session(request, hub).await });
+        let ingest = ingest.clone();
+        tokio::spawn(async move { session(request, ingest).await });
     }
     tracing::error!("SRT listener stopped");
     // Keep the listener alive for the loop's lifetime; dropping it closes the UDP socket.
     drop(listener.inner);
-}
-
-/// Who an admitted caller publishes as, and the passphrase its encryption must match.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Admission {
-    pub name: String,
-    pub passphrase: Option<String>,
-}
-
-/// Decides whether a caller may publish (sans-IO): the streamid's key, or the `[srt]
-/// default_stream` for callers without one; then the stream's passphrase policy.
-pub fn admit(
-    config: &Config,
-    stream_id: Option<&str>,
-    caller_encrypts: bool,
-) -> Result<Admission, Refusal> {
-    let name = match stream_id.filter(|s| !s.trim().is_empty()) {
-        Some(raw) => {
-            let sid = auth::parse_srt_stream_id(raw)?;
-            let key = StreamKey {
-                name: &sid.name,
-                key: sid.key.as_deref(),
-            };
-            auth::authorize(config, &key)?.to_string()
-        }
-        None => match &config.srt.default_stream {
-            Some(name) => name.clone(),
-            None => return Err(Refusal::NoStreamId),
-        },
-    };
-    let stream = config
-        .stream(&name)
-        .ok_or_else(|| Refusal::UnknownStream(name.clone()))?;
-    match (&stream.passphrase, caller_encrypts) {
-        (Some(p), true) => Ok(Admission {
-            name,
-            passphrase: Some(p.clone()),
-        }),
-        (Some(_), false) => Err(Refusal::PassphraseRequired(name)),
-        (None, true) => Err(Refusal::NotEncrypted(name)),
-        (None, false) => Ok(Admission {
-            name,
-            passphrase: None,
-        }),
-    }
 }
 
 /// The SRT access-control reject code (`SRT_REJX_*`) a caller sees for a refusal.
@@ -124,6 +80,7 @@ pub fn reject_code(r: &Refusal) -> ServerRejectReason {
         Refusal::UnknownStream(_) | Refusal::UnknownApp(_) => ServerRejectReason::Notfound,
         Refusal::MissingKey(_) | Refusal::WrongKey(_) => ServerRejectReason::Unauthorized,
         Refusal::AlreadyLive(_) => ServerRejectReason::Conflict,
+        Refusal::ShuttingDown => ServerRejectReason::Down,
         Refusal::UnsupportedMode(_) => ServerRejectReason::BadMode,
         Refusal::PassphraseRequired(_) | Refusal::NotEncrypted(_) => ServerRejectReason::Forbidden,
     }
@@ -142,7 +99,7 @@ enum SessionError {
     Replaced,
 }
 
-async fn session(request: ConnectionRequest, hub: Arc<Hub>) {
+async fn session(request: ConnectionRequest, ctx: Arc<Ingest>) {
     let peer = request.remote();
     let raw_id = request.stream_id().map(|s| s.to_string());
     let shown = raw_id
@@ -151,12 +108,12 @@ async fn session(request: ConnectionRequest, hub: Arc<Hub>) {
         .unwrap_or_else(|| "(none)".to_string());
     let key_size = request.key_size();
     let encrypts = key_size != KeySize::Unspecified;
-    let admitted = admit(&hub.config, raw_id.as_deref(), encrypts)
-        .and_then(|a| hub.check_claim(&a.name).map(|()| a));
+    let admitted = auth::admit(&ctx.config, raw_id.as_deref(), encrypts)
+        .and_then(|a| ctx.hub.check_claim(&a.name).map(|()| a).map_err(Refusal::from));
     let admission = match admitted {
         Ok(a) => a,
         Err(refusal) => {
-            hub.metrics.srt_rejected.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.srt_rejected.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, streamid = %shown, "srt publish refused: {refusal}");
             let code = RejectReason::Server(reject_code(&refusal));
             if let Err(e) = request.reject(code).await {
@@ -189,7 +146,7 @@ async fn session(request: ConnectionRequest, hub: Arc<Hub>) {
     let socket = match tokio::time::timeout(HANDSHAKE_TIMEOUT, request.accept(keys)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            hub.metrics.srt_rejected.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.srt_rejected.fetch_add(1, Ordering::Relaxed);
             // srt-tokio reports a failed key exchange only as a cancelled channel.
             let why = if encrypted {
                 "wrong passphrase (the caller's key material did not decrypt)"
@@ -200,33 +157,33 @@ async fn session(request: ConnectionRequest, hub: Arc<Hub>) {
             return;
         }
         Err(_) => {
-            hub.metrics.srt_rejected.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.srt_rejected.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, stream = %name, "srt publish refused: handshake timed out");
             return;
         }
     };
-    let handle = match hub.claim(&name) {
+    let handle = match ctx.hub.claim(&name).map_err(Refusal::from) {
         Ok(h) => h,
         Err(refusal) => {
-            hub.metrics.srt_rejected.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.srt_rejected.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, stream = %name, "srt publish refused: {refusal}");
             return; // dropping the socket closes it
         }
     };
-    hub.metrics.srt_connections.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics.srt_connections.fetch_add(1, Ordering::Relaxed);
     tracing::info!(%peer, stream = %name, streamid = %shown, encrypted, "srt publish accepted");
-    let mut ingest = Ingest::new(handle);
-    match ingest.run(socket, &hub).await {
+    let mut caller = Caller::new(handle);
+    match caller.run(socket, &ctx.metrics).await {
         Ok(()) => tracing::info!(%peer, stream = %name, "srt publisher finished"),
         Err(e) => {
-            hub.metrics.srt_errors.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics.srt_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, stream = %name, "srt session ended: {e}");
         }
     }
 }
 
 /// One accepted caller: payloads → demuxer → hub.
-struct Ingest {
+struct Caller {
     publish: PublishSession,
     demux: TsDemuxer,
     interleave: Interleaver,
@@ -236,9 +193,9 @@ struct Ingest {
     muted_warnings: u64,
 }
 
-impl Ingest {
+impl Caller {
     fn new(publish: PublishHandle) -> Self {
-        Ingest {
+        Caller {
             publish: PublishSession::new(publish, None, None),
             demux: TsDemuxer::new(),
             interleave: Interleaver::new(false),
@@ -251,7 +208,7 @@ impl Ingest {
     async fn run(
         &mut self,
         mut socket: srt_tokio::SrtSocket,
-        hub: &Hub,
+        metrics: &Metrics,
     ) -> Result<(), SessionError> {
         let kicked = self.publish.handle.kicked.clone();
         let mut events = Vec::new();
@@ -264,27 +221,27 @@ impl Ingest {
             };
             let Some(item) = next else {
                 self.demux.finish(now_ms(), &mut events);
-                self.dispatch(&mut events, hub);
-                self.release_held(hub);
+                self.dispatch(&mut events, metrics);
+                self.release_held(metrics);
                 return Ok(());
             };
             let (_, payload) = item?;
-            hub.metrics
+            metrics
                 .ingest_bytes
                 .fetch_add(payload.len() as u64, Ordering::Relaxed);
             let pushed = self.demux.push(&payload, now_ms(), &mut events);
             // Deliver what was complete before the error, then end the session.
-            self.dispatch(&mut events, hub);
+            self.dispatch(&mut events, metrics);
             pushed?;
         }
     }
 
-    fn dispatch(&mut self, events: &mut Vec<TsEvent>, hub: &Hub) {
+    fn dispatch(&mut self, events: &mut Vec<TsEvent>, metrics: &Metrics) {
         for ev in events.drain(..) {
             match ev {
                 TsEvent::Config { video, audio } => {
                     // Held frames belong to the previous configuration.
-                    self.release_held(hub);
+                    self.release_held(metrics);
                     self.interleave.set_audio(audio.is_some());
                     if let Some(v) = &video {
                         tracing::info!(stream = self.publish.name(), codec = %v.codec_string(), width = v.width, height = v.height, "video config");
@@ -296,21 +253,21 @@ impl Ingest {
                 }
                 TsEvent::Frame(frame) => {
                     self.interleave.push(frame, &mut self.due);
-                    self.emit_due(hub);
+                    self.emit_due(metrics);
                 }
                 TsEvent::Warning(w) => self.warn(&w),
             }
         }
     }
 
-    fn release_held(&mut self, hub: &Hub) {
+    fn release_held(&mut self, metrics: &Metrics) {
         self.interleave.flush(&mut self.due);
-        self.emit_due(hub);
+        self.emit_due(metrics);
     }
 
-    fn emit_due(&mut self, hub: &Hub) {
+    fn emit_due(&mut self, metrics: &Metrics) {
         for f in self.due.drain(..) {
-            self.publish.emit(f, &hub.metrics);
+            self.publish.emit(f, metrics);
         }
     }
 
@@ -330,155 +287,10 @@ impl Ingest {
     }
 }
 
-fn now_ms() -> u64 {
-    unix_ms(SystemTime::now())
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{SrtConfig, StreamConfig};
-
-    fn config(default_stream: Option<&str>) -> Config {
-        let mut c = crate::config::Config::for_tests();
-        c.streams = vec![
-            StreamConfig {
-                name: "open".into(),
-                key: "k1".into(),
-                pipeline: "passthrough".into(),
-                passphrase: None,
-            },
-            StreamConfig {
-                name: "locked".into(),
-                key: "k2".into(),
-                pipeline: "passthrough".into(),
-                passphrase: Some("0123456789ab".into()),
-            },
-        ];
-        c.srt = SrtConfig {
-            default_stream: default_stream.map(str::to_string),
-            ..SrtConfig::default()
-        };
-        c
-    }
-
-    #[test]
-    fn both_streamid_forms_admit() {
-        let c = config(None);
-        for id in [
-            "#!::r=live/open,m=publish,s=k1",
-            "#!::m=publish,s=k1,r=live/open",
-            "#!::r=open,s=k1",
-            "#!::u=open,s=k1",
-            "live/open?key=k1",
-            "open?key=k1",
-            "%23%21%3A%3Ar%3Dlive%2Fopen%2Cm%3Dpublish%2Cs%3Dk1",
-            "live%2Fopen%3Fkey%3Dk1",
-        ] {
-            assert_eq!(
-                admit(&c, Some(id), false),
-                Ok(Admission {
-                    name: "open".into(),
-                    passphrase: None
-                }),
-                "{id}"
-            );
-        }
-    }
-
-    #[test]
-    fn refusals_name_the_reason() {
-        let c = config(None);
-        let cases: [(Option<&str>, bool, Refusal); 9] = [
-            (None, false, Refusal::NoStreamId),
-            (Some("  "), false, Refusal::NoStreamId),
-            (
-                Some("#!::r=live/open,s=nope"),
-                false,
-                Refusal::WrongKey("open".into()),
-            ),
-            (
-                Some("#!::r=live/open"),
-                false,
-                Refusal::MissingKey("open".into()),
-            ),
-            (
-                Some("#!::r=live/other,s=k1"),
-                false,
-                Refusal::UnknownStream("other".into()),
-            ),
-            (
-                Some("#!::r=vod/open,s=k1"),
-                false,
-                Refusal::UnknownApp("vod".into()),
-            ),
-            (
-                Some("#!::r=live/open,m=request,s=k1"),
-                false,
-                Refusal::UnsupportedMode("request".into()),
-            ),
-            (
-                Some("#!::r=live/locked,s=k2"),
-                false,
-                Refusal::PassphraseRequired("locked".into()),
-            ),
-            (
-                Some("#!::r=live/open,s=k1"),
-                true,
-                Refusal::NotEncrypted("open".into()),
-            ),
-        ];
-        for (id, enc, want) in cases {
-            assert_eq!(admit(&c, id, enc), Err(want), "{id:?}");
-        }
-    }
-
-    #[test]
-    fn passphrase_stream_admits_encrypted_callers() {
-        let c = config(None);
-        assert_eq!(
-            admit(&c, Some("#!::r=live/locked,m=publish,s=k2"), true),
-            Ok(Admission {
-                name: "locked".into(),
-                passphrase: Some("0123456789ab".into())
-            })
-        );
-    }
-
-    #[test]
-    fn default_stream_takes_callers_without_streamid() {
-        let c = config(Some("locked"));
-        assert_eq!(
-            admit(&c, None, true),
-            Ok(Admission {
-                name: "locked".into(),
-                passphrase: Some("0123456789ab".into())
-            })
-        );
-        // Without encryption the caller has no credential at all.
-        assert_eq!(
-            admit(&c, None, false),
-            Err(Refusal::PassphraseRequired("locked".into()))
-        );
-        // A streamid still wins over the default.
-        assert_eq!(
-            admit(&c, Some("open?key=k1"), false).map(|a| a.name),
-            Ok("open".to_string())
-        );
-    }
-
-    #[test]
-    fn secrets_never_reach_the_log() {
-        assert_eq!(
-            auth::redact_stream_id("#!::r=live/a,m=publish,s=topsecret"),
-            "#!::r=live/a,m=publish,s=***"
-        );
-        assert_eq!(auth::redact_stream_id("live/a?key=topsecret"), "live/a?***");
-        assert_eq!(
-            auth::redact_stream_id("%23%21%3A%3Ar%3Dlive%2Fa%2Cs%3Dtopsecret"),
-            "#!::r=live/a,s=***"
-        );
-    }
 
     #[test]
     fn reject_codes_follow_srt_access_control() {

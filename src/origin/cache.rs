@@ -1,4 +1,4 @@
-//! Cache-Control per object type, the CDN contract of DESIGN.md.
+//! Cache-Control per object type: the CDN contract (docs/http.md, docs/cdn.md).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -87,16 +87,9 @@ impl Kind {
         Kind::Other,
     ];
 
+    /// The metrics label (`crate::metrics::HTTP_KINDS`, same order as [`Kind::ALL`]).
     pub fn label(self) -> &'static str {
-        match self {
-            Kind::Multivariant => "multivariant",
-            Kind::Playlist => "playlist",
-            Kind::PlaylistBlocking => "playlist_blocking",
-            Kind::Part => "part",
-            Kind::Segment => "segment",
-            Kind::Init => "init",
-            Kind::Other => "other",
-        }
+        crate::metrics::HTTP_KINDS[self as usize]
     }
 
     /// Classifies a request by path and query, without looking anything up.
@@ -105,10 +98,8 @@ impl Kind {
         match segs.as_slice() {
             ["live", _, "index.m3u8"] => Kind::Multivariant,
             ["live", _, _, "index.m3u8"] => {
-                let blocking = query
-                    .unwrap_or("")
-                    .split('&')
-                    .any(|p| p == "_HLS_msn" || p.starts_with("_HLS_msn="));
+                let blocking =
+                    crate::util::percent::query_pairs(query).any(|(k, _)| k == "_HLS_msn");
                 if blocking {
                     Kind::PlaylistBlocking
                 } else {

@@ -18,19 +18,31 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::chat::ChatRooms;
+use crate::config::Config;
 use crate::hub::Hub;
-use crate::origin::body::Body;
+use crate::metrics::Metrics;
 use crate::origin::cache;
 use crate::origin::query;
-use crate::origin::store::{Rendition, StreamEntry};
+use crate::store::{Rendition, Store, StreamEntry};
+use crate::util::body::Body;
 
 pub type Resp = Response<Body>;
 
 const PLAYLIST_TYPE: &str = "application/vnd.apple.mpegurl";
 
+/// Answers a `/live/NAME/chat` request (the WebSocket upgrade); wired in by the server so
+/// the routes need not know the chat's transport.
+pub type ChatUpgrade = Arc<dyn Fn(&str, Request<Incoming>) -> Resp + Send + Sync>;
+
 /// Everything a request handler needs.
 pub struct App {
+    pub config: Arc<Config>,
     pub hub: Arc<Hub>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub chat: Arc<ChatRooms>,
+    pub chat_upgrade: ChatUpgrade,
     /// Player pages and static assets (`web/`).
     pub web_dir: PathBuf,
 }
@@ -68,27 +80,23 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
 
 async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     let head = req.method() == Method::HEAD;
-    app.hub
-        .metrics
+    app.metrics
         .http_requests
         .fetch_add(1, Ordering::Relaxed);
     let kind = cache::Kind::of(req.uri().path(), req.uri().query());
     if let Some(i) = cache::Kind::ALL.iter().position(|k| *k == kind) {
-        app.hub.metrics.http_requests_by_kind[i].fetch_add(1, Ordering::Relaxed);
+        app.metrics.http_requests_by_kind[i].fetch_add(1, Ordering::Relaxed);
     }
     let mut resp = match chat_room(&req) {
-        Some(name) => match app.hub.chat.get() {
-            Some(rooms) if req.method() == Method::GET => {
-                let name = name.to_string();
-                crate::chat::ws::upgrade(rooms, &name, req)
-            }
-            _ => not_found(),
-        },
+        Some(name) if req.method() == Method::GET => {
+            let name = name.to_string();
+            (app.chat_upgrade)(&name, req)
+        }
+        Some(_) => not_found(),
         None => route(app, &req).await,
     };
     if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
-        app.hub
-            .metrics
+        app.metrics
             .http_blocking_timeouts
             .fetch_add(1, Ordering::Relaxed);
     }
@@ -112,7 +120,7 @@ async fn handle(app: &App, req: Request<Incoming>) -> Resp {
         return r;
     }
     if let Some(n) = hyper::body::Body::size_hint(resp.body()).exact() {
-        app.hub.metrics.http_bytes.fetch_add(n, Ordering::Relaxed);
+        app.metrics.http_bytes.fetch_add(n, Ordering::Relaxed);
     }
     resp
 }
@@ -153,27 +161,27 @@ async fn route(app: &App, req: &Request<Incoming>) -> Resp {
         ["healthz"] => text(StatusCode::OK, "ok\n"),
         ["metrics"] => {
             let live = app.hub.live_names().len();
-            let mut r = text(StatusCode::OK, &app.hub.metrics.render(live));
+            let mut r = text(StatusCode::OK, &app.metrics.render(live));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
             );
             r
         }
-        ["api", "v1", "streams"] => crate::api::streams(&app.hub),
+        ["api", "v1", "streams"] => super::api::streams(app),
         ["api", "v1", "streams", name, "chat"] => {
-            crate::api::chat_range(&app.hub, name, req.uri().query()).await
+            super::api::chat_range(app, name, req.uri().query()).await
         }
-        ["watch", name] if app.hub.config.stream(name).is_some() => {
+        ["watch", name] if app.config.stream(name).is_some() => {
             static_file(&app.web_dir, "watch.html")
         }
         ["static", rest @ ..] => static_file(&app.web_dir, &rest.join("/")),
-        ["live", name, "index.m3u8"] => match app.hub.store.get(name) {
+        ["live", name, "index.m3u8"] => match app.store.get(name) {
             Some(entry) => multivariant(&entry).await,
             None => not_found(),
         },
         ["live", name, rendition, file] => {
-            let Some(entry) = app.hub.store.get(name) else {
+            let Some(entry) = app.store.get(name) else {
                 return not_found();
             };
             let Some(idx) = entry.renditions.iter().position(|r| r.name == *rendition) else {

@@ -1,7 +1,8 @@
-//! The HTTP origin: the in-memory store, routes, and cache rules.
+//! The HTTP origin: routes (playlists with LL-HLS blocking semantics, media objects, the
+//! player pages), the JSON API, cache rules and LL-HLS query directives. It reads the origin
+//! store ([`crate::store`]) and answers; it never writes media.
 
-pub mod body;
+pub mod api;
 pub mod cache;
 pub mod http;
 pub mod query;
-pub mod store;

@@ -1,6 +1,7 @@
 //! LL-HLS delivery directives in a playlist query string (sans-IO).
 
 use crate::package::playlist::Skip;
+use crate::util::percent;
 
 /// `_HLS_msn`, `_HLS_part`, `_HLS_skip` as requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,13 +18,12 @@ pub fn parse(query: Option<&str>) -> Result<Directives, String> {
         part: None,
         skip: Skip::No,
     };
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
+    for (k, v) in percent::query_pairs(query) {
+        match &*k {
             "_HLS_msn" => d.msn = Some(v.parse().map_err(|_| format!("bad _HLS_msn `{v}`"))?),
             "_HLS_part" => d.part = Some(v.parse().map_err(|_| format!("bad _HLS_part `{v}`"))?),
             "_HLS_skip" => {
-                d.skip = match v {
+                d.skip = match &*v {
                     "YES" => Skip::Yes,
                     "v2" => Skip::V2,
                     _ => return Err(format!("bad _HLS_skip `{v}` (YES or v2)")),

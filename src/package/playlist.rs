@@ -5,7 +5,7 @@
 //! rendition of a stream (and every origin) writes identical playlists for identical state, and
 //! the tests can compare against golden text.
 //!
-//! Rules kept (RFC 8216bis, "LL-HLS rules the origin keeps" in DESIGN.md):
+//! Rules kept (RFC 8216bis, docs/http.md, "LL-HLS behaviour"):
 //!
 //! * `EXT-X-VERSION` is 9 (the server always advertises `CAN-SKIP-UNTIL`, so the same rendition
 //!   may be served as a delta update containing `EXT-X-SKIP`, which needs version 9). A

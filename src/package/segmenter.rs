@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use crate::media::{AudioConfig, Frame, Track, VideoConfig, TIMESCALE};
 use crate::package::cmaf::{self, Sample, TrackRun, AUDIO_TRACK_ID, VIDEO_TRACK_ID};
 use crate::package::emsg::{self, TimedMetadata};
-use crate::pipeline::follow::Lead;
+use crate::package::follow::Lead;
 
 /// Cut settings in 90 kHz ticks.
 #[derive(Debug, Clone, Copy)]

@@ -198,7 +198,7 @@ fn parse_rung(
     let pos = pos_of(src, header.clone());
     let mut ok = true;
     let name = match get_str(src, t, "name", ctx) {
-        Some((n, span)) if valid_name(n) && n != crate::packager::SOURCE_RENDITION => {
+        Some((n, span)) if valid_name(n) && n != crate::live::rendition::SOURCE_RENDITION => {
             let line = pos_of(src, span.clone()).line;
             if let Some(first) = seen.get(n) {
                 src.report(
@@ -211,7 +211,7 @@ fn parse_rung(
             }
             Some(n.to_string())
         }
-        Some((n, span)) if n == crate::packager::SOURCE_RENDITION => {
+        Some((n, span)) if n == crate::live::rendition::SOURCE_RENDITION => {
             src.report(
                 span,
                 format!("rung name `{n}` is reserved for the passed-through source"),

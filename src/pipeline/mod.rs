@@ -3,8 +3,6 @@
 //!
 //! - [`ladder`]: pipeline file model, validation, rung selection for a source (sans-IO).
 //! - [`transcoder`]: GStreamer glue: decode once, one encoder pipeline per rung.
-//! - [`follow`]: where the source rendition cut its segments, so every rung cuts alike.
 
-pub mod follow;
 pub mod ladder;
 pub mod transcoder;

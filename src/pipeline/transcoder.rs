@@ -30,7 +30,7 @@ use crate::config::{Diagnostic, Pipeline};
 use crate::hub::HubMsg;
 use crate::media::{aac, h264, AudioConfig, Frame, Track, VideoConfig, TIMESCALE};
 use crate::metrics::Metrics;
-use crate::origin::store::unix_ms;
+use crate::util::time::unix_ms;
 use crate::package::emsg::TimedMetadata;
 use crate::pipeline::ladder::{self, Rung, Selected};
 
@@ -275,6 +275,7 @@ fn ns_to_ticks(ns: u64) -> i64 {
 pub fn spawn(
     stream: String,
     pipeline: Pipeline,
+    start: Option<HubMsg>,
     mut rx: broadcast::Receiver<HubMsg>,
     rungs: Vec<RungOutput>,
     metrics: Arc<Metrics>,
@@ -291,8 +292,12 @@ pub fn spawn(
         // Drop-and-resync: when the thread cannot keep up, skip to the next keyframe.
         let mut skipping = false;
         let mut dropped = 0u64;
+        // A transcoder that joined a running session starts with its codecs.
+        let mut start = start;
         loop {
-            let msg = match rx.recv().await {
+            let msg = match start.take() {
+                Some(m) => m,
+                None => match rx.recv().await {
                 Ok(m) => m,
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     metrics
@@ -303,6 +308,7 @@ pub fn spawn(
                     continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => HubMsg::End,
+                },
             };
             let end = matches!(msg, HubMsg::End);
             if let HubMsg::Frame(f) = &msg {

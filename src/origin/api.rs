@@ -2,11 +2,11 @@
 
 use serde_json::json;
 
-use crate::hub::Hub;
-use crate::origin::http::{json, Resp};
+use super::http::{json, App, Resp};
+use crate::util::percent;
 
-pub fn streams(hub: &Hub) -> Resp {
-    let list: Vec<_> = hub
+pub fn streams(app: &App) -> Resp {
+    let list: Vec<_> = app
         .store
         .list()
         .into_iter()
@@ -35,7 +35,7 @@ pub fn streams(hub: &Hub) -> Resp {
             let bitrate: u64 = e.renditions.first().map(|r| r.bandwidth().1).unwrap_or(0);
             json!({
                 "name": e.name,
-                "publishing": hub.is_publishing(&e.name),
+                "publishing": app.hub.is_publishing(&e.name),
                 "ended": e.is_ended(),
                 "started_at_ms": e.started_unix_ms,
                 "uptime_s": e.started.elapsed().as_secs_f64(),
@@ -43,11 +43,7 @@ pub fn streams(hub: &Hub) -> Resp {
                 "playlist": format!("/live/{}/index.m3u8", e.name),
                 "watch": format!("/watch/{}", e.name),
                 "renditions": renditions,
-                "chat_connections": hub
-                    .chat
-                    .get()
-                    .and_then(|c| c.room(&e.name))
-                    .map(|r| r.connections()),
+                "chat_connections": app.chat.room(&e.name).map(|r| r.connections()),
             })
         })
         .collect();
@@ -57,20 +53,19 @@ pub fn streams(hub: &Hub) -> Resp {
 /// `GET /api/v1/streams/NAME/chat?from=&to=&limit=`: stored, undeleted chat of a stream
 /// whose `pdt` (timeline position, UNIX ms) is in `[from, to)`, in timeline order, for
 /// replaying a recording with its chat. Both bounds are optional.
-pub async fn chat_range(hub: &Hub, name: &str, query: Option<&str>) -> Resp {
+pub async fn chat_range(app: &App, name: &str, query: Option<&str>) -> Resp {
     use crate::chat::store::MAX_RANGE_ROWS;
     let err = |code: hyper::StatusCode, msg: String| {
         let mut r = json(json!({ "error": msg }).to_string());
         *r.status_mut() = code;
         r
     };
-    let Some(rooms) = hub.chat.get().filter(|_| hub.config.stream(name).is_some()) else {
+    let Some(rooms) = Some(&app.chat).filter(|_| app.config.stream(name).is_some()) else {
         return err(hyper::StatusCode::NOT_FOUND, "unknown stream".into());
     };
     let (mut from, mut to, mut limit) = (0u64, u64::MAX, MAX_RANGE_ROWS);
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match k {
+    for (k, v) in percent::query_pairs(query) {
+        let slot = match &*k {
             "from" => &mut from,
             "to" => &mut to,
             "limit" => {

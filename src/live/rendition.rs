@@ -1,8 +1,8 @@
-//! Glue between a stream's hub and the origin store: runs the sans-IO segmenter
-//! for each rendition and publishes its output.
+//! One rendition's task: runs the sans-IO segmenter on the stream's messages (the source
+//! rendition from the hub's feed, a transcoded rung from the transcoder) and publishes its
+//! output into the origin store.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use tokio::sync::broadcast::{self, error::RecvError};
 
@@ -10,9 +10,10 @@ use crate::config::Pipeline;
 use crate::hub::HubMsg;
 use crate::media::{Frame, Track};
 use crate::metrics::Metrics;
-use crate::origin::store::{unix_ms, RenditionInfo, StreamEntry};
+use crate::store::{RenditionInfo, StreamEntry};
+use crate::util::time::now_ms;
 use crate::package::segmenter::{CutConfig, Output, Segmenter};
-use crate::pipeline::follow::CutLog;
+use crate::package::follow::CutLog;
 use crate::pipeline::transcoder::RungMsg;
 use std::sync::atomic::Ordering;
 
@@ -168,7 +169,7 @@ pub fn publish(
         .filter(|o| matches!(o, Output::SegmentEnd { .. }))
         .count();
     entry.apply(idx, out, seg.next_part_number());
-    let now = unix_ms(SystemTime::now());
+    let now = now_ms();
     for (msn, part, arrival) in parts {
         let lag_ms = now.saturating_sub(arrival);
         metrics.parts_published.fetch_add(1, Ordering::Relaxed);

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -14,6 +14,7 @@ use crate::package::playlist::{
     self, MediaPlaylist, OpenSegment, Part, RenditionReport, Segment, Skip, Variant,
 };
 use crate::package::segmenter::Output;
+use crate::util::time::unix_ms;
 
 /// Complete segments that keep their parts addressable (players may still be
 /// fetching parts of a segment that just completed).
@@ -95,11 +96,8 @@ pub struct Store {
     streams: RwLock<HashMap<String, Arc<StreamEntry>>>,
 }
 
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Ended playlists stay readable this long after their stream ends.
+pub const ENDED_KEEP: Duration = Duration::from_secs(300);
 
 fn base36(mut n: u64) -> String {
     const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
