@@ -2,17 +2,20 @@
 //! `[[rung]]` tables, their validation, and which rungs a given source gets (sans-IO).
 //!
 //! Whether an encoder element exists in the installed GStreamer is checked separately
-//! ([`crate::pipeline::transcoder::check_elements`]), because that needs GStreamer loaded.
+//! (`crate::pipeline::transcoder::check_elements`), because that needs GStreamer loaded.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use toml_edit::{TableLike, Value};
 
-use crate::config::{
-    array_of_tables, check_keys, get_str, item_span, line_col, name_rule, type_name, valid_name,
-    Source,
+use super::diag::{
+    array_of_tables, check_keys, get_int, get_str, item_span, line_col, name_rule, type_name,
+    valid_name, Source,
 };
+
+/// Name of the rendition that carries the publisher's source untouched; a rung may not take it.
+pub const SOURCE_RENDITION: &str = "source";
 
 /// Encoder used by a rung without `[rung.encoder]` (or with no `element` in it).
 pub const DEFAULT_ENCODER: &str = "x264enc";
@@ -106,40 +109,19 @@ fn pos_of(src: &Source, span: Option<std::ops::Range<usize>>) -> Pos {
     Pos { line, col }
 }
 
-/// An integer within `range`; None when missing or wrong (reported).
-fn get_int(
+/// A `[[rung]]` integer within `range` and where it is written; None when missing or wrong
+/// (reported).
+fn get_u32(
     src: &mut Source,
     t: &dyn TableLike,
     name: &str,
     range: (u32, u32),
     unit: &str,
 ) -> Option<(u32, Pos)> {
-    let (key, item) = t.get_key_value(name)?;
-    let span = item_span(Some(key), item);
-    let pos = pos_of(src, span.clone());
-    match item.as_integer() {
-        Some(n) if (range.0 as i64..=range.1 as i64).contains(&n) => Some((n as u32, pos)),
-        Some(n) => {
-            src.report(
-                span,
-                format!(
-                    "`{name}` in [[rung]] must be between {} and {}{unit}, found {n}",
-                    range.0, range.1
-                ),
-            );
-            None
-        }
-        None => {
-            src.report(
-                span,
-                format!(
-                    "`{name}` in [[rung]] must be an integer, found {}",
-                    type_name(item)
-                ),
-            );
-            None
-        }
-    }
+    let range = (i64::from(range.0), i64::from(range.1));
+    let (n, span) = get_int(src, t, name, "in [[rung]]", range, unit, "")?;
+    // In range, so it fits.
+    Some((n as u32, pos_of(src, span)))
 }
 
 fn rung_hint(key: &str) -> Option<&'static str> {
@@ -154,7 +136,7 @@ fn rung_hint(key: &str) -> Option<&'static str> {
 }
 
 /// Parses every `[[rung]]` of a pipeline file, reporting problems into `src`.
-pub(crate) fn parse_rungs(src: &mut Source, root: &dyn TableLike) -> Vec<Rung> {
+pub(super) fn parse_rungs(src: &mut Source, root: &dyn TableLike) -> Vec<Rung> {
     let tables = array_of_tables(src, root, "rung");
     if tables.len() > MAX_RUNGS {
         src.report(
@@ -198,7 +180,7 @@ fn parse_rung(
     let pos = pos_of(src, header.clone());
     let mut ok = true;
     let name = match get_str(src, t, "name", ctx) {
-        Some((n, span)) if valid_name(n) && n != crate::live::rendition::SOURCE_RENDITION => {
+        Some((n, span)) if valid_name(n) && n != SOURCE_RENDITION => {
             let line = pos_of(src, span.clone()).line;
             if let Some(first) = seen.get(n) {
                 src.report(
@@ -211,7 +193,7 @@ fn parse_rung(
             }
             Some(n.to_string())
         }
-        Some((n, span)) if n == crate::live::rendition::SOURCE_RENDITION => {
+        Some((n, span)) if n == SOURCE_RENDITION => {
             src.report(
                 span,
                 format!("rung name `{n}` is reserved for the passed-through source"),
@@ -252,9 +234,9 @@ fn parse_rung(
         }
         Some(n)
     };
-    let width = get_int(src, t, "width", (MIN_DIMENSION, MAX_WIDTH), " pixels");
+    let width = get_u32(src, t, "width", (MIN_DIMENSION, MAX_WIDTH), " pixels");
     let width = even(src, width, "width");
-    let height = get_int(src, t, "height", (MIN_DIMENSION, MAX_HEIGHT), " pixels");
+    let height = get_u32(src, t, "height", (MIN_DIMENSION, MAX_HEIGHT), " pixels");
     let height = even(src, height, "height");
     if !t.contains_key("height") {
         src.report(
@@ -262,8 +244,8 @@ fn parse_rung(
             format!("{label} is missing `height` (e.g. height = 480; width follows the source's aspect ratio)"),
         );
     }
-    let fps = get_int(src, t, "fps", (1, MAX_FPS), " frames per second").map(|(n, _)| n);
-    let bitrate = get_int(
+    let fps = get_u32(src, t, "fps", (1, MAX_FPS), " frames per second").map(|(n, _)| n);
+    let bitrate = get_u32(
         src,
         t,
         "bitrate",
@@ -276,7 +258,7 @@ fn parse_rung(
             format!("{label} is missing `bitrate` (video kbit/s, e.g. bitrate = 1200)"),
         );
     }
-    let audio_kbps = get_int(
+    let audio_kbps = get_u32(
         src,
         t,
         "audio_bitrate",
