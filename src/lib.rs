@@ -10,7 +10,7 @@
 //! 3. Services: [`hub`] (live names, publish arbitration, grace, fan-out, lifecycle events),
 //!    [`store`] (the origin store: every rendition's live window), [`metrics`].
 //! 4. Adapters: [`ingest`] (RTMP, SRT; their parsers and auth are pure), [`live`] (the
-//!    supervisor that wires renditions), [`pipeline`] (the GStreamer transcoder), [`chat`]
+//!    supervisor that wires renditions), [`transcode`] (the GStreamer transcoder), [`chat`]
 //!    (rooms, log, WebSocket), [`origin`] (HTTP routes, API, cache rules).
 //! 5. Composition root: [`server`] (and `main.rs`) wire everything together.
 
@@ -23,7 +23,7 @@ pub mod media;
 pub mod metrics;
 pub mod origin;
 pub mod package;
-pub mod pipeline;
 pub mod server;
 pub mod store;
+pub mod transcode;
 pub mod util;

@@ -67,7 +67,7 @@ fn load(path: &Path) -> Result<config::Config, ExitCode> {
     let problems: Vec<config::Diagnostic> = cfg
         .pipelines
         .values()
-        .flat_map(ferrocast::pipeline::transcoder::check_elements)
+        .flat_map(ferrocast::transcode::check_elements)
         .collect();
     if problems.is_empty() {
         Ok(cfg)

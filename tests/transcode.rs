@@ -233,7 +233,7 @@ async fn a_failing_rung_is_dropped_while_the_others_keep_moving() {
     let file = dir.path().join("broken.toml");
     std::fs::write(&file, &text).unwrap();
     let p = ferrocast::config::load_pipeline("broken", &file).expect("parses");
-    assert!(ferrocast::pipeline::transcoder::check_elements(&p).is_empty());
+    assert!(ferrocast::transcode::check_elements(&p).is_empty());
 
     let srv = TestServer::start(ServerOpts {
         window: 10,

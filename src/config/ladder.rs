@@ -2,7 +2,7 @@
 //! `[[rung]]` tables, their validation, and which rungs a given source gets (sans-IO).
 //!
 //! Whether an encoder element exists in the installed GStreamer is checked separately
-//! (`crate::pipeline::transcoder::check_elements`), because that needs GStreamer loaded.
+//! (`crate::transcode::check_elements`), because that needs GStreamer loaded.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -24,7 +24,7 @@ use crate::hub::{Feed, Lifecycle};
 use crate::metrics::Metrics;
 use crate::package::follow::CutLog;
 use crate::package::segmenter::CutConfig;
-use crate::pipeline::transcoder;
+use crate::transcode;
 use crate::store::{Store, StreamEntry, ENDED_KEEP};
 
 /// How long a stream's tasks get to flush their last parts when it ends.
@@ -205,7 +205,7 @@ impl Supervisor {
             let first = usize::from(p.source);
             let mut outputs = Vec::new();
             for (i, rung) in p.rungs.iter().enumerate() {
-                let (tx, rx) = mpsc::channel(transcoder::RUNG_OUT_QUEUE);
+                let (tx, rx) = mpsc::channel(transcode::RUNG_OUT_QUEUE);
                 // Until measured, advertise the video bitrate plus a typical AAC track.
                 let nominal =
                     (rung.bitrate_kbps as u64 + rung.audio_kbps.unwrap_or(128) as u64) * 1000;
@@ -218,13 +218,13 @@ impl Supervisor {
                     leads.clone(),
                     nominal,
                 )));
-                outputs.push(transcoder::RungOutput {
+                outputs.push(transcode::RungOutput {
                     rung: rung.clone(),
                     tx,
                 });
             }
             let (start, rx) = feed.join();
-            match transcoder::spawn(
+            match transcode::spawn(
                 name.to_string(),
                 p,
                 start,
@@ -281,7 +281,7 @@ impl PipelineFiles {
         };
         // No lock held while reading the file and loading GStreamer.
         let fresh = crate::config::load_pipeline(name, &path).and_then(|p| {
-            let problems = transcoder::check_elements(&p);
+            let problems = transcode::check_elements(&p);
             if problems.is_empty() {
                 Ok(p)
             } else {

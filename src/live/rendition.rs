@@ -14,7 +14,7 @@ use crate::store::{RenditionInfo, StreamEntry};
 use crate::util::time::now_ms;
 use crate::package::segmenter::{CutConfig, Output, Segmenter};
 use crate::package::follow::CutLog;
-use crate::pipeline::transcoder::RungMsg;
+use crate::transcode::RungMsg;
 use std::sync::atomic::Ordering;
 
 /// Name of the rendition that carries the publisher's source untouched.
