@@ -2,11 +2,13 @@
 //!
 //! Sans-IO and total: malformed input yields an [`AacError`], never a panic.
 
+use super::bits::{BitError, BitReader, BitWriter};
 use super::AudioConfig;
 use bytes::Bytes;
 
-/// Sampling rates by samplingFrequencyIndex; 13 and 14 are reserved, 15 = explicit.
-const SAMPLE_RATES: [u32; 13] = [
+/// Sampling rates by samplingFrequencyIndex (ASC and ADTS headers alike);
+/// 13 and 14 are reserved, 15 = explicit.
+pub const SAMPLE_RATES: [u32; 13] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
 ];
 /// samplingFrequencyIndex meaning "a 24-bit frequency follows".
@@ -38,6 +40,17 @@ pub enum AacError {
     UnsupportedChannelConfig(u8),
     #[error("cannot signal {0} AAC channels with a channel configuration (supported: 1–6, 8)")]
     UnsupportedChannelCount(u8),
+}
+
+impl From<BitError> for AacError {
+    fn from(e: BitError) -> Self {
+        match e {
+            // AAC configs hold no Exp-Golomb codes; an overflow can only be a cut.
+            BitError::Truncated(field) | BitError::ExpGolombOverflow(field) => {
+                AacError::Truncated(field)
+            }
+        }
+    }
 }
 
 /// Every field of an AudioSpecificConfig that ingest or packaging uses.
@@ -113,10 +126,10 @@ pub fn parse_audio_specific_config(asc: &[u8]) -> Result<AudioConfig, AacError> 
 /// Parses every field of an AudioSpecificConfig (explicit hierarchical and
 /// backward-compatible SBR/PS signalling included).
 pub fn parse_asc(asc: &[u8]) -> Result<AudioSpecificConfig, AacError> {
-    let mut r = BitReader { data: asc, pos: 0 };
+    let mut r = BitReader::new(asc);
     let object_type = read_object_type(&mut r)?;
     let (sampling_frequency_index, core_sample_rate) = read_sample_rate(&mut r)?;
-    let channel_configuration = r.read(4, "channelConfiguration")? as u8;
+    let channel_configuration = r.bits(4, "channelConfiguration")? as u8;
     let hierarchical_sbr = object_type == AOT_SBR || object_type == AOT_PS;
     let (core_object_type, extension_sample_rate) = if hierarchical_sbr {
         let (_, extension_rate) = read_sample_rate(&mut r)?;
@@ -147,18 +160,18 @@ pub fn parse_asc(asc: &[u8]) -> Result<AudioSpecificConfig, AacError> {
 
 /// audioObjectType with the 31 + 6-bit escape (types 32..=95).
 fn read_object_type(r: &mut BitReader) -> Result<u8, AacError> {
-    let aot = r.read(5, "audioObjectType")? as u8;
+    let aot = r.bits(5, "audioObjectType")? as u8;
     if aot == 31 {
-        return Ok(32 + r.read(6, "audioObjectTypeExt")? as u8);
+        return Ok(32 + r.bits(6, "audioObjectTypeExt")? as u8);
     }
     Ok(aot)
 }
 
 /// samplingFrequencyIndex, or index 15 plus an explicit 24-bit frequency.
 fn read_sample_rate(r: &mut BitReader) -> Result<(u8, u32), AacError> {
-    let index = r.read(4, "samplingFrequencyIndex")? as u8;
+    let index = r.bits(4, "samplingFrequencyIndex")? as u8;
     if index == EXPLICIT_RATE_INDEX {
-        let rate = r.read(24, "samplingFrequency")?;
+        let rate = r.bits(24, "samplingFrequency")?;
         if rate == 0 {
             return Err(AacError::InvalidSampleRate(rate));
         }
@@ -172,16 +185,16 @@ fn read_sample_rate(r: &mut BitReader) -> Result<(u8, u32), AacError> {
 
 /// GASpecificConfig for object types 1–4 (channelConfiguration != 0); returns the frame length.
 fn read_ga_specific_config(r: &mut BitReader) -> Result<u32, AacError> {
-    let frame_length = if r.read(1, "frameLengthFlag")? == 1 {
+    let frame_length = if r.bits(1, "frameLengthFlag")? == 1 {
         960
     } else {
         1024
     };
-    if r.read(1, "dependsOnCoreCoder")? == 1 {
-        r.read(14, "coreCoderDelay")?;
+    if r.bits(1, "dependsOnCoreCoder")? == 1 {
+        r.bits(14, "coreCoderDelay")?;
     }
-    if r.read(1, "extensionFlag")? == 1 {
-        r.read(1, "extensionFlag3")?;
+    if r.bits(1, "extensionFlag")? == 1 {
+        r.bits(1, "extensionFlag3")?;
     }
     Ok(frame_length)
 }
@@ -193,16 +206,16 @@ fn read_ga_specific_config(r: &mut BitReader) -> Result<u32, AacError> {
 fn read_sync_extension(r: &mut BitReader, asc: &mut AudioSpecificConfig) {
     let mut ext = *r;
     let parsed = (|| -> Result<(), AacError> {
-        if ext.remaining() < 16 || ext.read(11, "syncExtensionType")? != SYNC_SBR {
+        if ext.remaining() < 16 || ext.bits(11, "syncExtensionType")? != SYNC_SBR {
             return Ok(());
         }
-        if read_object_type(&mut ext)? != AOT_SBR || ext.read(1, "sbrPresentFlag")? == 0 {
+        if read_object_type(&mut ext)? != AOT_SBR || ext.bits(1, "sbrPresentFlag")? == 0 {
             return Ok(());
         }
         let (_, rate) = read_sample_rate(&mut ext)?;
         let ps = ext.remaining() >= 12
-            && ext.read(11, "syncExtensionType")? == SYNC_PS
-            && ext.read(1, "psPresentFlag")? == 1;
+            && ext.bits(11, "syncExtensionType")? == SYNC_PS
+            && ext.bits(1, "psPresentFlag")? == 1;
         asc.sbr = true;
         asc.extension_sample_rate = Some(rate);
         asc.ps = ps;
@@ -274,67 +287,17 @@ pub fn audio_specific_config(
         8 => 7,
         other => return Err(AacError::UnsupportedChannelCount(other)),
     };
-    let mut w = BitPacker::default();
-    w.push(object_type.into(), 5);
+    let mut w = BitWriter::default();
+    w.bits(5, object_type.into());
     match SAMPLE_RATES.iter().position(|&r| r == sample_rate) {
-        Some(index) => w.push(index as u64, 4),
-        None => {
-            w.push(EXPLICIT_RATE_INDEX.into(), 4);
-            w.push(sample_rate.into(), 24);
-        }
-    }
-    w.push(channel_configuration.into(), 4);
-    w.push(0, 3); // frameLengthFlag, dependsOnCoreCoder, extensionFlag
-    Ok(w.into_bytes())
-}
-
-/// Accumulates at most 64 bits MSB-first: an ASC we build is 16 or 40 bits.
-#[derive(Default)]
-struct BitPacker {
-    acc: u64,
-    bits: u32,
-}
-
-impl BitPacker {
-    fn push(&mut self, value: u64, bits: u32) {
-        self.acc = (self.acc << bits) | (value & ((1 << bits) - 1));
-        self.bits += bits;
-    }
-
-    fn into_bytes(self) -> Bytes {
-        let len = self.bits.div_ceil(8);
-        let aligned = self.acc << (len * 8 - self.bits);
-        let be = aligned.to_be_bytes();
-        let start = be.len().saturating_sub(len as usize);
-        Bytes::copy_from_slice(be.get(start..).unwrap_or_default())
-    }
-}
-
-/// MSB-first bit cursor; `Copy` so optional extensions can be tried and dropped.
-#[derive(Clone, Copy)]
-struct BitReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl BitReader<'_> {
-    fn remaining(&self) -> usize {
-        (self.data.len() * 8).saturating_sub(self.pos)
-    }
-
-    /// Reads `n <= 32` bits, naming the field when the data runs out.
-    fn read(&mut self, n: usize, field: &'static str) -> Result<u32, AacError> {
-        if n > self.remaining() {
-            return Err(AacError::Truncated(field));
-        }
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = self.data.get(self.pos / 8).copied().unwrap_or(0);
-            v = (v << 1) | u32::from((byte >> (7 - self.pos % 8)) & 1);
-            self.pos += 1;
-        }
-        Ok(v)
-    }
+        Some(index) => w.bits(4, index as u64),
+        None => w
+            .bits(4, EXPLICIT_RATE_INDEX.into())
+            .bits(24, sample_rate.into()),
+    };
+    w.bits(4, channel_configuration.into());
+    w.bits(3, 0); // frameLengthFlag, dependsOnCoreCoder, extensionFlag
+    Ok(Bytes::from(w.into_bytes()))
 }
 
 #[cfg(test)]
@@ -347,17 +310,11 @@ mod tests {
 
     /// Packs (value, bits) fields MSB-first, zero-padding the last byte.
     fn pack(fields: &[(u64, u32)]) -> Vec<u8> {
-        let bits: Vec<bool> = fields
-            .iter()
-            .flat_map(|&(v, n)| (0..n).rev().map(move |i| (v >> i) & 1 == 1))
-            .collect();
-        bits.chunks(8)
-            .map(|c| {
-                c.iter()
-                    .enumerate()
-                    .fold(0u8, |b, (i, &bit)| b | (u8::from(bit) << (7 - i)))
-            })
-            .collect()
+        let mut w = BitWriter::default();
+        for &(v, n) in fields {
+            w.bits(n, v);
+        }
+        w.into_bytes()
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Everything here is sans-IO and total: malformed input yields an
 //! [`H264Error`] (or `false`/a short iterator), never a panic.
 
+use super::bits::{BitError, BitReader};
 use super::VideoConfig;
 use bytes::Bytes;
 
@@ -13,6 +14,10 @@ pub const NAL_IDR: u8 = 5;
 pub const NAL_SPS: u8 = 7;
 /// NAL unit type of a picture parameter set.
 pub const NAL_PPS: u8 = 8;
+/// NAL unit type of an access unit delimiter.
+pub const NAL_AUD: u8 = 9;
+/// NAL unit type of filler data.
+pub const NAL_FILLER: u8 = 12;
 
 /// Bytes of the big-endian NAL length prefix we accept in AVCC data.
 const NAL_LENGTH_SIZE: u8 = 4;
@@ -46,6 +51,16 @@ pub enum H264Error {
         claimed: usize,
         available: usize,
     },
+}
+
+/// Bit reads only happen inside an SPS.
+impl From<BitError> for H264Error {
+    fn from(e: BitError) -> Self {
+        match e {
+            BitError::Truncated(field) => H264Error::SpsTruncated(field),
+            BitError::ExpGolombOverflow(field) => H264Error::ExpGolombOverflow(field),
+        }
+    }
 }
 
 /// Fields of a sequence parameter set that ingest and packaging care about.
@@ -502,63 +517,6 @@ pub fn unescape_rbsp(nal_payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// MSB-first bit cursor over RBSP bytes; every read names the field for errors.
-struct BitReader<'a> {
-    data: &'a [u8],
-    bit_pos: usize,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        BitReader { data, bit_pos: 0 }
-    }
-
-    fn bit(&mut self, field: &'static str) -> Result<bool, H264Error> {
-        let byte = self
-            .data
-            .get(self.bit_pos / 8)
-            .ok_or(H264Error::SpsTruncated(field))?;
-        let bit = (byte >> (7 - self.bit_pos % 8)) & 1;
-        self.bit_pos += 1;
-        Ok(bit == 1)
-    }
-
-    /// Reads up to 32 bits as an unsigned big-endian number.
-    fn bits(&mut self, n: u32, field: &'static str) -> Result<u32, H264Error> {
-        debug_assert!(n <= 32);
-        let mut v = 0u32;
-        for _ in 0..n {
-            v = (v << 1) | u32::from(self.bit(field)?);
-        }
-        Ok(v)
-    }
-
-    fn byte(&mut self, field: &'static str) -> Result<u8, H264Error> {
-        // Eight bits always fit.
-        Ok(self.bits(8, field)? as u8)
-    }
-
-    /// Unsigned Exp-Golomb, ue(v).
-    fn ue(&mut self, field: &'static str) -> Result<u32, H264Error> {
-        let mut leading_zeros = 0u32;
-        while !self.bit(field)? {
-            leading_zeros += 1;
-            if leading_zeros > 31 {
-                return Err(H264Error::ExpGolombOverflow(field));
-            }
-        }
-        let suffix = self.bits(leading_zeros, field)?;
-        // 2^lz - 1 + suffix, at most 2^32 - 2 for lz <= 31.
-        Ok(((1u64 << leading_zeros) - 1 + u64::from(suffix)) as u32)
-    }
-
-    /// Signed Exp-Golomb, se(v): 1, 2, 3, 4 map to 1, -1, 2, -2.
-    fn se(&mut self, field: &'static str) -> Result<i64, H264Error> {
-        let k = i64::from(self.ue(field)?);
-        Ok(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
-    }
-}
-
 /// Iterates the NAL units of 4-byte length-prefixed (AVCC) data.
 ///
 /// Stops at the first unit whose length prefix overruns the buffer, so a
@@ -632,58 +590,25 @@ pub fn avcc_has_idr(data: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    /// MSB-first bit writer to synthesize SPS bitstreams.
-    #[derive(Default)]
-    struct BitWriter {
-        bytes: Vec<u8>,
-        bits: usize,
-    }
+    use crate::media::bits::BitWriter;
 
-    impl BitWriter {
-        fn bit(&mut self, b: bool) -> &mut Self {
-            if self.bits.is_multiple_of(8) {
-                self.bytes.push(0);
-            }
-            if b {
-                let last = self.bytes.len() - 1;
-                self.bytes[last] |= 0x80 >> (self.bits % 8);
-            }
-            self.bits += 1;
-            self
+    /// rbsp_trailing_bits, then the SPS NAL header and emulation prevention.
+    fn into_sps_nal(mut w: BitWriter) -> Vec<u8> {
+        w.bit(true);
+        while !w.bit_len().is_multiple_of(8) {
+            w.bit(false);
         }
-        fn bits(&mut self, n: u32, v: u64) -> &mut Self {
-            for i in (0..n).rev() {
-                self.bit((v >> i) & 1 == 1);
+        let mut nal = vec![0x67];
+        let mut zeros = 0;
+        for b in w.into_bytes() {
+            if zeros >= 2 && b <= 3 {
+                nal.push(3);
+                zeros = 0;
             }
-            self
+            zeros = if b == 0 { zeros + 1 } else { 0 };
+            nal.push(b);
         }
-        fn ue(&mut self, v: u32) -> &mut Self {
-            let v = u64::from(v) + 1;
-            let len = 64 - v.leading_zeros();
-            self.bits(len - 1, 0).bits(len, v)
-        }
-        fn se(&mut self, v: i64) -> &mut Self {
-            let k = if v > 0 { 2 * v - 1 } else { -2 * v };
-            self.ue(k as u32)
-        }
-        /// rbsp_trailing_bits, then the SPS NAL header and emulation prevention.
-        fn into_sps_nal(mut self) -> Vec<u8> {
-            self.bit(true);
-            while !self.bits.is_multiple_of(8) {
-                self.bit(false);
-            }
-            let mut nal = vec![0x67];
-            let mut zeros = 0;
-            for b in self.bytes {
-                if zeros >= 2 && b <= 3 {
-                    nal.push(3);
-                    zeros = 0;
-                }
-                zeros = if b == 0 { zeros + 1 } else { 0 };
-                nal.push(b);
-            }
-            nal
-        }
+        nal
     }
 
     fn hex(s: &str) -> Vec<u8> {
@@ -833,7 +758,7 @@ mod tests {
                 w.bit(false);
             }
         }
-        w.into_sps_nal()
+        into_sps_nal(w)
     }
 
     #[test]
@@ -851,38 +776,12 @@ mod tests {
     }
 
     #[test]
-    fn exp_golomb_values() {
-        let mut w = BitWriter::default();
-        for v in [0, 1, 2, 3, 7, 255, 65535, u32::MAX - 1] {
-            w.ue(v);
-        }
-        for v in [0i64, 1, -1, 2, -2, 1000, -1000] {
-            w.se(v);
-        }
-        let mut r = BitReader::new(&w.bytes);
-        for v in [0, 1, 2, 3, 7, 255, 65535, u32::MAX - 1] {
-            assert_eq!(r.ue("t").unwrap(), v);
-        }
-        for v in [0i64, 1, -1, 2, -2, 1000, -1000] {
-            assert_eq!(r.se("t").unwrap(), v);
-        }
-    }
-
-    #[test]
-    fn exp_golomb_overflow_and_truncation() {
+    fn bit_errors_name_the_sps_field() {
         let zeros = [0u8; 8];
-        assert_eq!(
-            BitReader::new(&zeros).ue("x"),
-            Err(H264Error::ExpGolombOverflow("x"))
-        );
-        assert_eq!(
-            BitReader::new(&[0x00, 0x01]).ue("x"),
-            Err(H264Error::SpsTruncated("x"))
-        );
-        assert_eq!(
-            BitReader::new(&[]).bit("y"),
-            Err(H264Error::SpsTruncated("y"))
-        );
+        let ue = |data: &[u8]| BitReader::new(data).ue("x").map_err(H264Error::from);
+        assert_eq!(ue(&zeros), Err(H264Error::ExpGolombOverflow("x")));
+        assert_eq!(ue(&[0x00, 0x01]), Err(H264Error::SpsTruncated("x")));
+        assert_eq!(ue(&[]), Err(H264Error::SpsTruncated("x")));
     }
 
     #[test]

@@ -1,10 +1,18 @@
 //! Codec-neutral media model shared by every ingest and every packager.
 //!
-//! Ingest (RTMP today, SRT next) turns its wire format into [`Frame`]s plus one
+//! Ingest (RTMP, SRT) turns its wire format into [`Frame`]s plus one
 //! [`VideoConfig`]/[`AudioConfig`] per publish session; nothing downstream knows
 //! which protocol a frame came from.
+//!
+//! The codec modules are the bottom layer (they use nothing else of the
+//! crate): [`h264`] (avcC, SPS, AVCC access units), [`annexb`] (start-code
+//! framed H.264 → AVCC), [`aac`] (AudioSpecificConfig), [`adts`] (self-framed
+//! AAC), all reading bits through the one [`bits`] cursor.
 
 pub mod aac;
+pub mod adts;
+pub mod annexb;
+pub mod bits;
 pub mod h264;
 
 use bytes::Bytes;
