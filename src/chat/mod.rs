@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::hub::Lifecycle;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::util::time::now_ms;
 use protocol::{ChatMessage, ServerFrame};
@@ -117,7 +117,6 @@ pub struct ChatRooms {
     /// Largest incoming frame accepted (bytes).
     pub max_frame: usize,
 }
-
 
 impl ChatRooms {
     /// Opens the chat log and creates a (closed) room for every configured stream.

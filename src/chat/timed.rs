@@ -14,9 +14,9 @@ use super::protocol::ServerFrame;
 use super::{ChatEvent, ChatRooms};
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::package::emsg::{id3_txxx, TimedMetadata, CHAT_DESCRIPTION};
 use crate::store::Store;
 use crate::util::time::now_ms;
-use crate::package::emsg::{id3_txxx, TimedMetadata, CHAT_DESCRIPTION};
 
 /// `emsg` ids of deletions are kept apart from message ids (players drop repeated ids).
 const DELETE_ID_BIT: u32 = 1 << 31;

@@ -129,7 +129,9 @@ impl Feed {
     pub fn join(&self) -> (Option<HubMsg>, broadcast::Receiver<HubMsg>) {
         let codecs = self.0.codecs.lock().unwrap_or_else(|e| e.into_inner());
         let rx = self.0.tx.subscribe();
-        let start = codecs.clone().map(|(video, audio)| HubMsg::Start { video, audio });
+        let start = codecs
+            .clone()
+            .map(|(video, audio)| HubMsg::Start { video, audio });
         (start, rx)
     }
 

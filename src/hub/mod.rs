@@ -242,9 +242,12 @@ impl Hub {
 
     fn end(&self, live: &Live) {
         live.feed.send(HubMsg::End);
-        self.emit(Lifecycle::Ended {
-            name: live.name.clone(),
-        });
+        // A stream that never started a session was never announced: nothing to end.
+        if live.announced.load(Ordering::Relaxed) {
+            self.emit(Lifecycle::Ended {
+                name: live.name.clone(),
+            });
+        }
     }
 
     /// Server shutdown: refuses new claims and ends every stream (`HubMsg::End`, then
@@ -353,7 +356,7 @@ mod tests {
             Some(ClaimError::AlreadyPublished("a".into()))
         );
         assert!(hub.check_claim("a").is_err());
-        assert!(hub.claim("b").is_ok(), "other names are independent");
+        let other = hub.claim("b").expect("other names are independent");
         first.send(start());
         first.send(frame(0));
         let Ok(Lifecycle::Live { name, feed, .. }) = events.recv().await else {
@@ -388,7 +391,8 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(ended, "a");
-        assert!(!hub.live_names().contains(&"a".to_string()));
+        assert_eq!(hub.live_names(), vec!["b".to_string()]);
+        drop(other);
     }
 
     #[tokio::test]
@@ -396,8 +400,14 @@ mod tests {
         let hub = Hub::new(Duration::from_secs(10));
         let first = hub.claim("a").unwrap();
         // Make the first publisher look silent.
-        first.live.publisher.lock().unwrap().as_mut().unwrap().last_data =
-            Instant::now() - STALE_PUBLISHER - Duration::from_secs(1);
+        first
+            .live
+            .publisher
+            .lock()
+            .unwrap()
+            .as_mut()
+            .unwrap()
+            .last_data = Instant::now() - STALE_PUBLISHER - Duration::from_secs(1);
         let kicked = first.kicked.clone();
         let second = hub.claim("a").expect("a silent publisher is replaced");
         tokio::time::timeout(Duration::from_secs(1), kicked.notified())
@@ -414,6 +424,8 @@ mod tests {
         let mut events = hub.events();
         let h = hub.claim("a").unwrap();
         let feed_rx = h.live.feed.take_from_claim().unwrap();
+        h.send(start());
+        assert!(matches!(events.recv().await, Ok(Lifecycle::Live { .. })));
         assert_eq!(hub.shutdown(), vec!["a".to_string()]);
         assert!(matches!(events.recv().await, Ok(Lifecycle::Ended { .. })));
         assert_eq!(hub.claim("b").err(), Some(ClaimError::ShuttingDown));

@@ -134,7 +134,6 @@ fn strip_app(resource: &str) -> Result<&str, Refusal> {
     }
 }
 
-
 /// The streamid with its secret masked, for logs.
 pub fn redact_stream_id(raw: &str) -> String {
     let decoded = percent::decode(raw.trim());
@@ -371,7 +370,6 @@ mod tests {
             "#!::r=live/a,s=***"
         );
     }
-
 
     #[test]
     fn stream_key_with_secret() {

@@ -42,7 +42,10 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>) {
             }
         };
         let _ = sock.set_nodelay(true);
-        ingest.metrics.rtmp_connections.fetch_add(1, Ordering::Relaxed);
+        ingest
+            .metrics
+            .rtmp_connections
+            .fetch_add(1, Ordering::Relaxed);
         let ingest = ingest.clone();
         tokio::spawn(async move {
             let mut conn = Connection::new(ingest.clone(), peer);

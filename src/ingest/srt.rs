@@ -21,8 +21,8 @@ use super::auth::{self, Refusal};
 use super::interleave::Interleaver;
 use super::mpegts::{TsDemuxer, TsEvent, TsWarning};
 use super::session::PublishSession;
-use crate::hub::PublishHandle;
 use super::Ingest;
+use crate::hub::PublishHandle;
 use crate::media::Frame;
 use crate::metrics::Metrics;
 use crate::util::time::now_ms;
@@ -108,8 +108,12 @@ async fn session(request: ConnectionRequest, ctx: Arc<Ingest>) {
         .unwrap_or_else(|| "(none)".to_string());
     let key_size = request.key_size();
     let encrypts = key_size != KeySize::Unspecified;
-    let admitted = auth::admit(&ctx.config, raw_id.as_deref(), encrypts)
-        .and_then(|a| ctx.hub.check_claim(&a.name).map(|()| a).map_err(Refusal::from));
+    let admitted = auth::admit(&ctx.config, raw_id.as_deref(), encrypts).and_then(|a| {
+        ctx.hub
+            .check_claim(&a.name)
+            .map(|()| a)
+            .map_err(Refusal::from)
+    });
     let admission = match admitted {
         Ok(a) => a,
         Err(refusal) => {
@@ -286,7 +290,6 @@ impl Caller {
         tracing::warn!(stream = self.publish.name(), muted, "srt stream: {what}");
     }
 }
-
 
 #[cfg(test)]
 mod tests {

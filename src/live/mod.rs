@@ -24,8 +24,8 @@ use crate::hub::{Feed, Lifecycle};
 use crate::metrics::Metrics;
 use crate::package::follow::CutLog;
 use crate::package::segmenter::CutConfig;
-use crate::transcode;
 use crate::store::{Store, StreamEntry, ENDED_KEEP};
+use crate::transcode;
 
 /// How long a stream's tasks get to flush their last parts when it ends.
 const FINISH_WAIT: Duration = Duration::from_secs(5);
@@ -244,7 +244,8 @@ impl Supervisor {
     /// flush and end their playlists.
     pub async fn shutdown(&self) {
         let live: Vec<(String, StreamTask)> = self.streams().drain().collect();
-        let mut tasks = std::mem::take(&mut *self.finishing.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut tasks =
+            std::mem::take(&mut *self.finishing.lock().unwrap_or_else(|e| e.into_inner()));
         for (name, t) in live {
             let _ = t.events.send(Lifecycle::Ended { name });
             tasks.push(t.task);
@@ -381,7 +382,10 @@ mod tests {
             fast_after.is_some_and(|t| t < SLOW / 2),
             "the second stream waited for the first one's pipeline check: {fast_after:?}"
         );
-        assert!(store.get("slow").is_none(), "the slow check is still running");
+        assert!(
+            store.get("slow").is_none(),
+            "the slow check is still running"
+        );
         assert!(
             wait_for(&store, "slow", SLOW * 4).await.is_some(),
             "the slow stream is wired once its check returns"
@@ -390,7 +394,10 @@ mod tests {
         hub.shutdown();
         supervisor.shutdown().await;
         for name in ["slow", "fast"] {
-            assert!(store.get(name).is_some_and(|e| e.is_ended()), "{name} ended");
+            assert!(
+                store.get(name).is_some_and(|e| e.is_ended()),
+                "{name} ended"
+            );
         }
     }
 }

@@ -10,11 +10,11 @@ use crate::config::Pipeline;
 use crate::hub::HubMsg;
 use crate::media::{Frame, Track};
 use crate::metrics::Metrics;
-use crate::store::{RenditionInfo, StreamEntry};
-use crate::util::time::now_ms;
-use crate::package::segmenter::{CutConfig, Output, Segmenter};
 use crate::package::follow::CutLog;
+use crate::package::segmenter::{CutConfig, Output, Segmenter};
+use crate::store::{RenditionInfo, StreamEntry};
 use crate::transcode::RungMsg;
+use crate::util::time::now_ms;
 use std::sync::atomic::Ordering;
 
 /// Name of the rendition that carries the publisher's source untouched.

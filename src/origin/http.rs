@@ -80,9 +80,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
 
 async fn handle(app: &App, req: Request<Incoming>) -> Resp {
     let head = req.method() == Method::HEAD;
-    app.metrics
-        .http_requests
-        .fetch_add(1, Ordering::Relaxed);
+    app.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     let kind = cache::Kind::of(req.uri().path(), req.uri().query());
     if let Some(i) = cache::Kind::ALL.iter().position(|k| *k == kind) {
         app.metrics.http_requests_by_kind[i].fetch_add(1, Ordering::Relaxed);

@@ -16,11 +16,11 @@ use super::graph::{self, lock, Feed, Shared};
 use super::restart::{self, Restarts, Verdict, BEHIND_LIMIT};
 use super::timestamps::{self, SourcePicture, NO_BASE};
 use super::{init, RungMsg, RungOutput, DECODE_QUEUE, INPUT_QUEUE};
+use crate::config::ladder::{self, Selected};
 use crate::config::Pipeline;
 use crate::hub::HubMsg;
 use crate::media::{AudioConfig, Frame, Track, VideoConfig};
 use crate::metrics::Metrics;
-use crate::config::ladder::{self, Selected};
 
 /// Longest wait for the encoders to flush when a publisher leaves.
 const DRAIN_LIMIT: Duration = Duration::from_millis(500);
@@ -55,16 +55,16 @@ pub fn spawn(
             let msg = match start.take() {
                 Some(m) => m,
                 None => match rx.recv().await {
-                Ok(m) => m,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    metrics
-                        .transcode_dropped_frames
-                        .fetch_add(n, Ordering::Relaxed);
-                    tracing::warn!(stream = %name, missed = n, "transcoder fell behind the hub; resuming at the next keyframe");
-                    skipping = true;
-                    continue;
-                }
-                Err(broadcast::error::RecvError::Closed) => HubMsg::End,
+                    Ok(m) => m,
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        metrics
+                            .transcode_dropped_frames
+                            .fetch_add(n, Ordering::Relaxed);
+                        tracing::warn!(stream = %name, missed = n, "transcoder fell behind the hub; resuming at the next keyframe");
+                        skipping = true;
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => HubMsg::End,
                 },
             };
             let end = matches!(msg, HubMsg::End);

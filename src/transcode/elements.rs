@@ -6,8 +6,8 @@ use gstreamer::glib;
 use gstreamer::prelude::*;
 
 use super::init;
-use crate::config::{Diagnostic, Pipeline};
 use crate::config::ladder;
+use crate::config::{Diagnostic, Pipeline};
 
 /// Checks that every encoder element of `p` exists in the installed GStreamer, that each
 /// property exists on it and accepts its value, and that a `bitrate` can be set.

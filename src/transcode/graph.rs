@@ -16,10 +16,10 @@ use tokio::sync::mpsc as tmpsc;
 use super::elements::set_property;
 use super::timestamps::{self, Keyframes, SourcePictures, NO_BASE};
 use super::{RungMsg, RUNG_QUEUE};
+use crate::config::ladder::{self, Rung, Selected};
 use crate::media::{aac, h264, AudioConfig, Frame, Track, VideoConfig};
 use crate::metrics::Metrics;
 use crate::util::time::now_ms;
-use crate::config::ladder::{self, Rung, Selected};
 
 /// Decoder threads: frame threading adds one frame of delay per extra thread.
 const DECODE_THREADS: &str = "2";
@@ -498,9 +498,7 @@ impl RungOut {
         let pts90 = timestamps::ns_to_source(base, rt.nseconds());
         let placed = lock(&self.shared.pictures).place(pts90, self.last_dts);
         let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        let arrival_ms = placed
-            .arrival_ms
-            .unwrap_or_else(|| now_ms());
+        let arrival_ms = placed.arrival_ms.unwrap_or_else(now_ms);
         self.last_dts = Some(placed.dts);
         let data = match buffer.map_readable() {
             Ok(m) => Bytes::copy_from_slice(m.as_slice()),

@@ -27,9 +27,9 @@ use std::sync::{Arc, OnceLock};
 use gstreamer as gst;
 use tokio::sync::mpsc as tmpsc;
 
+use crate::config::ladder::Rung;
 use crate::media::{AudioConfig, Frame, VideoConfig};
 use crate::package::emsg::TimedMetadata;
-use crate::config::ladder::Rung;
 
 mod control;
 mod elements;
