@@ -70,6 +70,7 @@ build:
 
 # clippy compiles the crate, which links GStreamer: install its development packages first.
 lint: setup
+	python3 scripts/layers.py src >/dev/null
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::chat::ChatRooms;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::ingest::Ingest;
@@ -75,10 +76,26 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let store = Arc::new(Store::default());
         let hub = Hub::new(config.hls.grace);
+        let cluster = match &config.cluster {
+            Some(c) => Some(
+                Cluster::join(c, config.hls.grace)
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))?,
+            ),
+            None => None,
+        };
+        if let Some(c) = &cluster {
+            hub.set_gate(c.directory.clone());
+        }
         let chat = ChatRooms::new(&config, store.clone(), metrics.clone())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         // Subscribers of the hub's lifecycle events, subscribed before any listener accepts.
-        let supervisor = Supervisor::new(config.clone(), store.clone(), metrics.clone());
+        let supervisor = Supervisor::new(
+            config.clone(),
+            store.clone(),
+            metrics.clone(),
+            cluster.as_ref().map(|c| c.directory.clone()),
+        );
         tokio::spawn(supervisor.clone().run(hub.events()));
         tokio::spawn(chat.clone().follow_streams(hub.events()));
         crate::chat::timed::spawn_carriers(&chat, &hub, &store, &config);

@@ -226,6 +226,30 @@ impl Rendition {
         playlist::last_msn_part(&self.lock().playlist)
     }
 
+    /// The newest segment's media sequence number (open or complete) and its discontinuity
+    /// number (the playlist's discontinuity sequence plus the tags up to it): where another
+    /// node continues this playlist.
+    pub fn newest_segment(&self) -> Option<(u64, u64)> {
+        let st = self.lock();
+        let p = &st.playlist;
+        let mut number = p.discontinuity_sequence;
+        let mut newest = None;
+        for seg in &p.segments {
+            number += u64::from(seg.discontinuity);
+            newest = Some((seg.msn, number));
+        }
+        if let Some(open) = &p.open {
+            number += u64::from(open.discontinuity);
+            newest = Some((open.msn, number));
+        }
+        newest
+    }
+
+    /// Starts the discontinuity count at `sequence` (a playlist continued from another node).
+    pub fn continue_discontinuities(&self, sequence: u64) {
+        self.lock().playlist.discontinuity_sequence = sequence;
+    }
+
     /// Peak and average bits per second over the complete segments in the window.
     pub fn bandwidth(&self) -> (u64, u64) {
         let st = self.lock();

@@ -22,6 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod cluster;
 mod diag;
 pub mod ladder;
 mod pipeline_file;
@@ -30,6 +31,7 @@ mod streams;
 
 use diag::Source;
 
+pub use cluster::ClusterConfig;
 pub use diag::{parse_duration, Diagnostic, MAX_NAME_LEN};
 pub use ladder::{Encoder, Pipeline, Pos, Rung};
 pub use pipeline_file::{load_pipeline, DEFAULT_PASSTHROUGH, PIPELINES_DIR};
@@ -46,6 +48,8 @@ pub struct Config {
     pub hls: HlsConfig,
     pub srt: SrtConfig,
     pub chat: ChatConfig,
+    /// `[cluster]`: None for a node on its own (no NATS).
+    pub cluster: Option<ClusterConfig>,
     /// Who may publish; a name with no entry cannot publish.
     pub streams: Vec<StreamConfig>,
     /// Every pipeline used by a stream, loaded, by name.
@@ -62,6 +66,7 @@ impl Config {
             hls: HlsConfig::default(),
             srt: SrtConfig::default(),
             chat: ChatConfig::default(),
+            cluster: None,
             streams: Vec::new(),
             pipelines: BTreeMap::new(),
         }
@@ -320,7 +325,7 @@ pub fn load_with_base(path: &Path, base_dir: &Path) -> Result<Config, Vec<Diagno
         .parse()
         .map(|doc| sections::parse_config(&mut src, &doc));
     let mut diags = src.finish();
-    let Some((server, hls, srt, chat, streams, refs)) = parsed else {
+    let Some((cluster, server, hls, srt, chat, streams, refs)) = parsed else {
         return Err(diags);
     };
     let (pipelines, mut more) = pipeline_file::load_used(path, &text, &refs, base_dir);
@@ -336,6 +341,7 @@ pub fn load_with_base(path: &Path, base_dir: &Path) -> Result<Config, Vec<Diagno
         hls,
         srt,
         chat,
+        cluster,
         streams,
         pipelines,
     })

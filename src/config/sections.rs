@@ -21,6 +21,7 @@ use super::{
 
 /// Everything a config file holds, and the pipelines its streams use (loaded afterwards).
 pub(super) type Parsed = (
+    Option<super::ClusterConfig>,
     ServerConfig,
     HlsConfig,
     SrtConfig,
@@ -35,7 +36,7 @@ pub(super) fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
         src,
         root,
         "at top level",
-        &["server", "hls", "srt", "chat", "stream"],
+        &["server", "hls", "srt", "chat", "stream", "cluster"],
         no_hint,
     );
     let server = parse_server(src, root);
@@ -43,6 +44,7 @@ pub(super) fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
     let (srt, default_span) = parse_srt(src, root);
     let chat = parse_chat(src, root);
     let (streams, refs) = parse_streams(src, root);
+    let cluster = super::cluster::parse_cluster(src, root);
     if let (Some(name), Some(span)) = (&srt.default_stream, default_span) {
         match streams.iter().find(|s| &s.name == name) {
             None => src.report(
@@ -58,7 +60,7 @@ pub(super) fn parse_config(src: &mut Source, doc: &ImDocument<&str>) -> Parsed {
             Some(_) => {}
         }
     }
-    (server, hls, srt, chat, streams, refs)
+    (cluster, server, hls, srt, chat, streams, refs)
 }
 
 fn parse_server(src: &mut Source, root: &dyn TableLike) -> ServerConfig {

@@ -56,6 +56,8 @@ pub enum Lifecycle {
         video: Option<VideoConfig>,
         audio: Option<AudioConfig>,
     },
+    /// The publisher left; the stream ends after the grace period unless one returns.
+    Left { name: String, session: u64 },
     /// The codecs changed within a session.
     CodecChanged {
         name: String,
@@ -74,6 +76,7 @@ impl Lifecycle {
             Lifecycle::Live { name, .. }
             | Lifecycle::Reconnected { name, .. }
             | Lifecycle::CodecChanged { name, .. }
+            | Lifecycle::Left { name, .. }
             | Lifecycle::Ended { name } => name,
         }
     }

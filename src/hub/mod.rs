@@ -31,8 +31,16 @@ pub const STALE_PUBLISHER: Duration = Duration::from_secs(5);
 pub enum ClaimError {
     #[error("stream `{0}` is already being published")]
     AlreadyPublished(String),
+    #[error("stream `{name}` is already being published on node `{node}`")]
+    PublishedElsewhere { name: String, node: String },
     #[error("the server is shutting down")]
     ShuttingDown,
+}
+
+/// A second opinion on claims, from outside this process (the cluster's stream directory):
+/// asked, without waiting on anything, before a name that is not live here is claimed.
+pub trait ClaimGate: Send + Sync {
+    fn check(&self, name: &str) -> Result<(), ClaimError>;
 }
 
 struct Publisher {
@@ -59,6 +67,7 @@ pub struct Hub {
     lives: Mutex<HashMap<String, Arc<Live>>>,
     next_id: AtomicU64,
     closed: AtomicBool,
+    gate: std::sync::OnceLock<Arc<dyn ClaimGate>>,
 }
 
 /// The right to publish one stream; released (grace period starts) on drop.
@@ -79,7 +88,20 @@ impl Hub {
             lives: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            gate: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets the claim gate (once, at startup).
+    pub fn set_gate(&self, gate: Arc<dyn ClaimGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    fn gate_check(&self, name: &str) -> Result<(), ClaimError> {
+        match self.gate.get() {
+            Some(g) => g.check(name),
+            None => Ok(()),
+        }
     }
 
     /// Lifecycle events from now on.
@@ -131,6 +153,7 @@ impl Hub {
                 kicked: kick,
             });
         }
+        self.gate_check(name)?;
         let live = Arc::new(Live {
             name: name.to_string(),
             feed: Feed::new(HUB_CAPACITY),
@@ -175,8 +198,11 @@ impl Hub {
         });
         if healthy {
             Err(ClaimError::AlreadyPublished(name.to_string()))
-        } else {
+        } else if lives.contains_key(name) {
             Ok(())
+        } else {
+            drop(lives);
+            self.gate_check(name)
         }
     }
 
@@ -208,6 +234,12 @@ impl Hub {
             *p = None;
         }
         live.feed.send(HubMsg::Stop);
+        if live.announced.load(Ordering::Relaxed) {
+            self.emit(Lifecycle::Left {
+                name: live.name.clone(),
+                session: id,
+            });
+        }
         let generation = live.generation.load(Ordering::Relaxed);
         let grace = self.grace;
         let hub = self.clone();

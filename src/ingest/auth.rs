@@ -29,6 +29,8 @@ pub enum Refusal {
     PassphraseRequired(String),
     #[error("stream `{0}` has no SRT passphrase configured, but the caller encrypts")]
     NotEncrypted(String),
+    #[error("stream `{0}` is already being published on node `{1}`")]
+    PublishedElsewhere(String, String),
     #[error("the server is shutting down")]
     ShuttingDown,
 }
@@ -37,6 +39,9 @@ impl From<ClaimError> for Refusal {
     fn from(e: ClaimError) -> Refusal {
         match e {
             ClaimError::AlreadyPublished(name) => Refusal::AlreadyLive(name),
+            ClaimError::PublishedElsewhere { name, node } => {
+                Refusal::PublishedElsewhere(name, node)
+            }
             ClaimError::ShuttingDown => Refusal::ShuttingDown,
         }
     }

@@ -251,7 +251,9 @@ impl Connection {
                     }
                     Err(r) => {
                         let code = match r {
-                            Refusal::AlreadyLive(_) => "NetStream.Publish.BadName",
+                            Refusal::AlreadyLive(_) | Refusal::PublishedElsewhere(..) => {
+                                "NetStream.Publish.BadName"
+                            }
                             _ => "NetStream.Publish.Unauthorized",
                         };
                         self.refuse(session, request_id, r, code)

@@ -79,7 +79,7 @@ pub fn reject_code(r: &Refusal) -> ServerRejectReason {
         Refusal::MissingName | Refusal::NoStreamId => ServerRejectReason::BadRequest,
         Refusal::UnknownStream(_) | Refusal::UnknownApp(_) => ServerRejectReason::Notfound,
         Refusal::MissingKey(_) | Refusal::WrongKey(_) => ServerRejectReason::Unauthorized,
-        Refusal::AlreadyLive(_) => ServerRejectReason::Conflict,
+        Refusal::AlreadyLive(_) | Refusal::PublishedElsewhere(..) => ServerRejectReason::Conflict,
         Refusal::ShuttingDown => ServerRejectReason::Down,
         Refusal::UnsupportedMode(_) => ServerRejectReason::BadMode,
         Refusal::PassphraseRequired(_) | Refusal::NotEncrypted(_) => ServerRejectReason::Forbidden,

@@ -19,11 +19,12 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::cluster::Directory;
 use crate::config::{Config, Pipeline};
 use crate::hub::{Feed, Lifecycle};
 use crate::metrics::Metrics;
 use crate::package::follow::CutLog;
-use crate::package::segmenter::CutConfig;
+use crate::package::segmenter::{CutConfig, Segmenter};
 use crate::store::{Store, StreamEntry, ENDED_KEEP};
 use crate::transcode;
 
@@ -40,6 +41,8 @@ pub struct Supervisor {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     pipelines: PipelineSource,
+    /// The cluster's stream directory (None on a node on its own).
+    directory: Option<Arc<Directory>>,
     /// Each live stream's task, fed the stream's later lifecycle events.
     streams: Mutex<HashMap<String, StreamTask>>,
     /// Tasks of ended streams still flushing (awaited at shutdown).
@@ -52,11 +55,19 @@ struct StreamTask {
 }
 
 impl Supervisor {
-    /// A supervisor whose pipelines come from the files (see [`PipelineFiles`]).
-    pub fn new(config: Arc<Config>, store: Arc<Store>, metrics: Arc<Metrics>) -> Arc<Supervisor> {
+    /// A supervisor whose pipelines come from the files (see [`PipelineFiles`]), registering
+    /// its streams in the cluster's `directory` when there is one.
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        directory: Option<Arc<Directory>>,
+    ) -> Arc<Supervisor> {
         let files = Arc::new(PipelineFiles::new(&config));
         let pipelines: PipelineSource = Arc::new(move |name| files.current(name));
-        Self::with_pipelines(config, store, metrics, pipelines)
+        let mut s = Self::build(config, store, metrics, pipelines);
+        s.directory = directory;
+        Arc::new(s)
     }
 
     /// A supervisor with its own pipeline source (tests use a slow one).
@@ -66,14 +77,24 @@ impl Supervisor {
         metrics: Arc<Metrics>,
         pipelines: PipelineSource,
     ) -> Arc<Supervisor> {
-        Arc::new(Supervisor {
+        Arc::new(Self::build(config, store, metrics, pipelines))
+    }
+
+    fn build(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        pipelines: PipelineSource,
+    ) -> Supervisor {
+        Supervisor {
             config,
             store,
             metrics,
             pipelines,
+            directory: None,
             streams: Mutex::new(HashMap::new()),
             finishing: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     fn streams(&self) -> std::sync::MutexGuard<'_, HashMap<String, StreamTask>> {
@@ -137,17 +158,52 @@ impl Supervisor {
         };
         let pipeline = self.pipeline_for(&name).await;
         let (entry, tasks) = self.wire(&name, pipeline, rx, &feed);
-        while let Some(event) = events.recv().await {
+        let mut publishing = true;
+        let mut served = true;
+        let mut tick = tokio::time::interval(crate::cluster::directory::HEARTBEAT);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                e = events.recv() => e,
+                _ = tick.tick(), if self.directory.is_some() => {
+                    if let Some(dir) = &self.directory {
+                        if served && dir.moved_away(&name) {
+                            // Its publisher went on elsewhere: that node's playlist is the
+                            // stream now, and this origin proxies it.
+                            tracing::info!(stream = %name, "stream moved to another node; no longer served from here");
+                            self.store.remove(&entry);
+                            served = false;
+                        } else if served {
+                            dir.refresh(&name, publishing, newest(&entry));
+                        }
+                    }
+                    continue;
+                }
+            };
+            let Some(event) = event else { break };
             match event {
                 Lifecycle::Ended { .. } => break,
                 Lifecycle::Reconnected { session, .. } => {
                     tracing::info!(stream = %name, session, "publisher back; the playlist continues");
+                    publishing = true;
+                    if let Some(dir) = self.directory.as_ref().filter(|_| served) {
+                        dir.update(&name, true, newest(&entry));
+                    }
+                }
+                Lifecycle::Left { .. } => {
+                    publishing = false;
+                    if let Some(dir) = self.directory.as_ref().filter(|_| served) {
+                        dir.update(&name, false, newest(&entry));
+                    }
                 }
                 Lifecycle::CodecChanged { session, .. } => {
                     tracing::info!(stream = %name, session, "codecs changed");
                 }
                 Lifecycle::Live { .. } => {}
             }
+        }
+        if let Some(dir) = &self.directory {
+            dir.release(&name);
         }
         for task in tasks {
             if tokio::time::timeout(FINISH_WAIT, task).await.is_err() {
@@ -191,12 +247,25 @@ impl Supervisor {
             cut.part_target_secs(),
             hls.window,
         );
+        let continuation = self
+            .directory
+            .as_ref()
+            .and_then(|d| d.take_over(name, &entry.epoch));
+        let segmenter = match continuation {
+            Some(c) => {
+                for r in &entry.renditions {
+                    r.continue_discontinuities(c.discontinuity);
+                }
+                Segmenter::continuing(cut, c.next_msn)
+            }
+            None => Segmenter::new(cut),
+        };
         let leads = Arc::new(CutLog::default());
         let passthrough = pipeline.as_ref().is_none_or(|p| p.source);
         let mut tasks = vec![tokio::spawn(rendition::run(
             entry.clone(),
             passthrough.then_some(0),
-            cut,
+            segmenter,
             rx,
             self.metrics.clone(),
             leads.clone(),
@@ -256,6 +325,11 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// The newest segment of the stream's first rendition, for the directory.
+fn newest(entry: &StreamEntry) -> Option<(u64, u64)> {
+    entry.renditions.first().and_then(|r| r.newest_segment())
 }
 
 /// Pipeline files as they are on disk now, with the last good version of each kept for when

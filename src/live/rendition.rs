@@ -48,12 +48,11 @@ fn record_lead(log: &CutLog, seg: &Segmenter, frame: &Frame, out: &[Output]) {
 pub async fn run(
     entry: Arc<StreamEntry>,
     idx: Option<usize>,
-    cut: CutConfig,
+    mut seg: Segmenter,
     mut rx: broadcast::Receiver<HubMsg>,
     metrics: Arc<Metrics>,
     leads: Arc<CutLog>,
 ) {
-    let mut seg = Segmenter::new(cut);
     let mut codecs = RenditionInfo::default();
     // After losing frames, video resumes only at the next keyframe.
     let mut resync = false;

@@ -156,6 +156,14 @@ const RECENT_INTERVALS: usize = 4;
 const DEFAULT_VIDEO_INTERVAL: u64 = (TIMESCALE / 30) as u64;
 
 impl Segmenter {
+    /// A segmenter whose first segment is `next_msn`, after a discontinuity (a playlist
+    /// continued from another node).
+    pub fn continuing(cfg: CutConfig, next_msn: u64) -> Self {
+        let mut s = Segmenter::new(cfg);
+        s.next_msn = next_msn;
+        s
+    }
+
     pub fn new(cfg: CutConfig) -> Self {
         Segmenter {
             cfg,
