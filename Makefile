@@ -23,9 +23,11 @@ run: setup release
 	@echo ""
 	./target/release/ferrocast serve --config $(CONFIG)
 
+# --workspace: the load tools (benches/, package ferrocast-bench) too; tests/cdn_edge.rs runs
+# target/release/ferrocast-viewers, and the tools' own unit tests run with the product's.
 test: setup-test
-	$(CARGO) build --release --bins
-	$(CARGO) test --release -- --test-threads=2
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) test --release --workspace -- --test-threads=2
 
 # The demo publisher: an OBS-like 720p30 test pattern with a tone, encoded live.
 DEMO_ENCODE = -hide_banner -loglevel warning -re \
@@ -72,7 +74,7 @@ build:
 lint: setup
 	python3 scripts/layers.py src >/dev/null
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

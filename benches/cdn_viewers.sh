@@ -18,6 +18,7 @@
 # FC_HTTP 127.0.0.1:38080 / FC_RTMP :39350, nginx-rtmp peer NG_HTTP :38090 / NG_RTMP_ADDR :39390
 # (benches/nginx_peer.conf), edge EDGE_PORT 38081. Output: key=value lines and
 # $BENCH_OUT/runs/cdn.TIME/ (viewer JSON, logs, summary.txt). Stops what it started, by PID.
+# Build first: `cargo build --release --workspace` (ferrocast and the ferrocast-bench tools).
 set -u
 export FC_HTTP=${FC_HTTP:-127.0.0.1:38080} FC_RTMP=${FC_RTMP:-127.0.0.1:39350}
 HERE=$(cd "$(dirname "$0")" && pwd); . "$HERE/lib.sh"
@@ -30,7 +31,8 @@ RUN=$BENCH_OUT/runs/cdn.$(date +%Y%m%d-%H%M%S); mkdir -p "$RUN"
 NG_DIR=$BENCH_OUT/nginx-peer; EDGE_DIR=$BENCH_OUT/edge
 VIEWERS_BIN=$BENCH_OUT/bin/ferrocast-viewers
 mkdir -p "$BENCH_OUT/bin"
-cp "$FC_REPO/target/release/ferrocast-viewers" "$VIEWERS_BIN.new" && mv -f "$VIEWERS_BIN.new" "$VIEWERS_BIN" || exit 1
+cp "$FC_REPO/target/release/ferrocast-viewers" "$VIEWERS_BIN.new" && mv -f "$VIEWERS_BIN.new" "$VIEWERS_BIN" \
+  || { echo "build the viewer tool: cargo build --release -p ferrocast-bench" >&2; exit 1; }
 PIDS=(); NG_PID=; EDGE_PID=
 cleanup() {
   kill_pids "${PIDS[@]}" 2>/dev/null

@@ -9,6 +9,7 @@
 # env:   BENCH_OUT (default /tmp/ferrocast-bench); PER_PROC clients per process (default 5000);
 #        CHAT_HTTP / CHAT_RTMP listen addresses (default 127.0.0.1:48080 / 127.0.0.1:49350).
 # Stops everything it started, by PID, also on Ctrl-C.
+# Build first: `cargo build --release --workspace` (ferrocast and the ferrocast-bench tools).
 set -euo pipefail
 COUNTS=${1:-"1000 10000 19000"}
 RATE=${2:-10}

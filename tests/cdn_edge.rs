@@ -137,6 +137,24 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// The viewer tool belongs to the ferrocast-bench workspace member, so Cargo gives this test no
+/// CARGO_BIN_EXE_ for it: it is built into target/<profile>/, the parent of this test's deps/.
+fn viewers_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable under target/<profile>/deps/");
+    let bin = dir.join(format!("ferrocast-viewers{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --release --workspace --bins` first \
+         (without --release for a debug test run)",
+        bin.display()
+    );
+    bin
+}
+
 fn kind_counts(m: &Metrics) -> BTreeMap<&'static str, f64> {
     [
         "playlist",
@@ -278,8 +296,9 @@ async fn edge_caches_ll_hls_for_200_viewers() {
         "--ramp".into(),
         "0.2".into(),
     ];
+    let viewers = viewers_bin();
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_ferrocast-viewers"))
+        Command::new(viewers)
             .args(&args)
             .output()
             .expect("run ferrocast-viewers")
