@@ -15,11 +15,12 @@ LAYERS = {
     "hub": {"media", "package"},
     "store": {"util", "media", "package"},
     "metrics": set(),
+    "cluster": {"util", "config", "hub", "store", "metrics"},
     "ingest": {"util", "media", "config", "hub", "metrics"},
     "transcode": {"util", "media", "config", "package", "hub", "metrics"},
-    "live": {"util", "media", "config", "package", "hub", "store", "metrics", "transcode"},
-    "chat": {"util", "config", "package", "hub", "store", "metrics"},
-    "origin": {"util", "config", "package", "hub", "store", "metrics", "chat"},
+    "live": {"util", "media", "config", "package", "hub", "store", "metrics", "transcode", "cluster"},
+    "chat": {"util", "config", "package", "hub", "store", "metrics", "cluster"},
+    "origin": {"util", "config", "package", "hub", "store", "metrics", "chat", "cluster"},
 }
 ROOTS = {"lib", "main", "server"}  # composition roots: may import anything
 

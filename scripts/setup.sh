@@ -14,7 +14,7 @@ gst=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-b
 # libsqlite3-dev: the chat log (rusqlite links the system SQLite).
 pkgs=(ffmpeg curl ca-certificates pkg-config libsqlite3-dev nodejs npm "${gst[@]}")
 if [ "$want" = test ]; then
-  pkgs+=(chromium fonts-dejavu-core srt-tools nginx)
+  pkgs+=(chromium fonts-dejavu-core srt-tools nginx nats-server)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
