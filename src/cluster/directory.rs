@@ -232,7 +232,21 @@ impl Directory {
 
     /// Whether this node owned `name` and another node has taken it since.
     pub fn moved_away(&self, name: &str) -> bool {
-        self.owned().contains_key(name) && self.owner(name).is_some_and(|o| o.node != self.node)
+        let since = match self.owned().get(name) {
+            Some(r) => r.since,
+            None => return false,
+        };
+        self.owner(name)
+            .is_some_and(|o| o.node != self.node && o.since > since)
+    }
+
+    /// Whether a record of another node for `name` supersedes ours: the later take-over wins,
+    /// so a stale heartbeat of the previous owner cannot take the name back.
+    fn superseded(&self, name: &str, other: &Owner) -> bool {
+        match self.owned().get(name) {
+            Some(ours) => other.node != self.node && other.since > ours.since,
+            None => true,
+        }
     }
 
     fn publish(&self, name: &str, record: Owner) {
@@ -261,8 +275,11 @@ impl Directory {
                 owned.iter().map(|(n, o)| (n.clone(), o.clone())).collect()
             };
             for (name, record) in records {
-                if self.owner(&name).is_some_and(|o| o.node != self.node) {
-                    continue;
+                if self
+                    .owner(&name)
+                    .is_some_and(|o| o.node != self.node && o.since > record.since)
+                {
+                    continue; // taken over by a later owner
                 }
                 self.publish(&name, record);
             }
@@ -300,6 +317,14 @@ impl Directory {
             let entry = entry.map_err(|e| e.to_string())?;
             match entry.operation {
                 kv::Operation::Put => match serde_json::from_slice::<Owner>(&entry.value) {
+                    Ok(owner)
+                        if owner.node != self.node && !self.superseded(&entry.key, &owner) =>
+                    {
+                        // An older owner's late heartbeat: ours stands, and is put back.
+                        if let Some(ours) = self.owned().get(&entry.key).cloned() {
+                            self.publish(&entry.key, ours);
+                        }
+                    }
                     Ok(owner) => {
                         self.mirror().insert(
                             entry.key.clone(),
@@ -442,6 +467,13 @@ mod tests {
         dir.take_over("s", "e");
         assert!(!dir.moved_away("s"));
         seen(&dir, "s", record("b", true, None), Duration::ZERO);
+        assert!(
+            !dir.moved_away("s"),
+            "an older record of another node does not win"
+        );
+        let mut later = record("b", true, None);
+        later.since = now_ms() + 1_000;
+        seen(&dir, "s", later, Duration::ZERO);
         assert!(dir.moved_away("s"));
         assert_eq!(dir.remote().len(), 1);
     }

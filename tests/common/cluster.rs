@@ -164,13 +164,21 @@ impl Node {
             .arg("--config")
             .arg(&self.config)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("RUST_LOG", "info,srt_protocol=error,srt_tokio=error,async_nats=warn")
+            .env(
+                "RUST_LOG",
+                "info,srt_protocol=error,srt_tokio=error,async_nats=warn",
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start ferrocast node");
         self.child = Some(child);
-        wait_listening(self.http, Duration::from_secs(30), &format!("node {}", self.name), &self.log_path());
+        wait_listening(
+            self.http,
+            Duration::from_secs(30),
+            &format!("node {}", self.name),
+            &self.log_path(),
+        );
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -197,7 +205,11 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("---- node {} log (tail) ----\n{}", self.name, tail(&self.log_path(), 40));
+            eprintln!(
+                "---- node {} log (tail) ----\n{}",
+                self.name,
+                tail(&self.log_path(), 40)
+            );
         }
         self.kill9();
     }
