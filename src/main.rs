@@ -1,5 +1,6 @@
 //! The `ferrocast` command: `serve` and `check`.
 
+use std::backtrace::BacktraceStatus;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -94,6 +95,38 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
+/// The panic hook: what the default hook prints (thread, location, message, and the backtrace
+/// when RUST_BACKTRACE asks for one), as one log event in the current span. It only logs; the
+/// unwinding goes on, so a panicking session task ends that session only.
+///
+/// The backtrace follows RUST_BACKTRACE rather than being forced: some panics are expected
+/// (rml_rtmp's on hostile input, caught by the RTMP ingest), and resolving a backtrace for each
+/// would let any client buy server CPU and log volume per connection.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let message = info.payload_as_str().unwrap_or("Box<dyn Any>");
+    let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+    let thread = std::thread::current();
+    let thread = thread.name().unwrap_or("<unnamed>");
+    let backtrace = std::backtrace::Backtrace::capture();
+    match backtrace.status() {
+        BacktraceStatus::Captured => {
+            tracing::error!(thread, location, %backtrace, "panic: {message}")
+        }
+        BacktraceStatus::Disabled => tracing::error!(
+            thread,
+            location,
+            backtrace = "off (RUST_BACKTRACE=1 turns it on)",
+            "panic: {message}"
+        ),
+        _ => tracing::error!(
+            thread,
+            location,
+            backtrace = "unsupported",
+            "panic: {message}"
+        ),
+    }
+}
+
 fn serve(
     path: PathBuf,
     http: Option<SocketAddr>,
@@ -109,8 +142,8 @@ fn serve(
         .with_writer(std::io::stderr)
         .init();
     // A panic in one session's task (e.g. a third-party parser on hostile input) is caught
-    // and ends that session; log it as one structured line rather than raw stderr.
-    std::panic::set_hook(Box::new(|info| tracing::error!("panic: {info}")));
+    // and ends that session; log it as one structured event rather than raw stderr.
+    std::panic::set_hook(Box::new(log_panic));
     let mut cfg = match load(&path) {
         Ok(c) => c,
         Err(code) => return code,

@@ -419,7 +419,7 @@ impl RoomHandle {
                 g.room.committed(m)
             }
             Err(e) => {
-                tracing::error!(stream = %self.name, "chat message not stored: {e}");
+                tracing::error!(stream = %self.name, error = %e, "chat message not stored");
                 g.room.commit_failed(conn)
             }
         };
@@ -436,7 +436,7 @@ impl RoomHandle {
                 g.room.delete_committed(conn, id, found)
             }
             Err(e) => {
-                tracing::error!(stream = %self.name, "chat delete not stored: {e}");
+                tracing::error!(stream = %self.name, error = %e, "chat delete not stored");
                 vec![Output::To(
                     conn,
                     ServerFrame::error("store_failed", "the delete could not be stored"),

@@ -204,7 +204,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Op>) {
             }
         }
         if let Err(e) = write_batch(&mut conn, batch) {
-            tracing::error!("chat store: write failed: {e}");
+            tracing::error!(error = %e, "chat store write failed");
         }
     }
 }

@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
 
 use super::protocol::{self, ServerFrame};
 use super::queue::Next;
@@ -106,7 +107,7 @@ pub fn upgrade(rooms: &Arc<ChatRooms>, name: &str, mut req: Request<Incoming>) -
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {
-                tracing::debug!("chat upgrade failed: {e}");
+                tracing::debug!(error = %e, "chat upgrade failed");
                 return;
             }
         };
@@ -135,7 +136,10 @@ pub fn upgrade(rooms: &Arc<ChatRooms>, name: &str, mut req: Request<Incoming>) -
             }
         }
     };
-    tokio::spawn(task);
+    // Its lines are debug ones: at debug level the span is free by default (rooms hold tens of
+    // thousands of connections). Made here, inside the HTTP connection's span, so it names the
+    // peer too.
+    tokio::spawn(task.instrument(tracing::debug_span!("chat", stream = %name)));
     let mut r = Response::new(Body::default());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
@@ -276,7 +280,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         return Box::pin(refuse(&mut ws, f, CloseCode::Size)).await;
                     }
                     Some(Err(e)) => {
-                        tracing::debug!(conn, "chat connection error: {e}");
+                        tracing::debug!(conn, error = %e, "chat connection error");
                         break;
                     }
                 }

@@ -13,6 +13,7 @@ use rml_rtmp::sessions::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
 
 use super::session::PublishSession;
 use super::Ingest;
@@ -36,7 +37,7 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>) {
         let (sock, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("rtmp accept failed: {e}");
+                tracing::warn!(error = %e, "rtmp accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -47,18 +48,29 @@ pub async fn serve(listener: TcpListener, ingest: Arc<Ingest>) {
             .rtmp_connections
             .fetch_add(1, Ordering::Relaxed);
         let ingest = ingest.clone();
-        tokio::spawn(async move {
-            let mut conn = Connection::new(ingest.clone(), peer);
+        let task = async move {
+            let mut conn = Connection::new(ingest.clone());
             match conn.run(sock).await {
-                Ok(()) => tracing::debug!(%peer, "rtmp connection closed"),
+                Ok(()) => tracing::debug!("rtmp connection closed"),
                 Err(e) => {
                     ingest.metrics.rtmp_errors.fetch_add(1, Ordering::Relaxed);
-                    let stream = conn.publish.as_ref().map(|p| p.name().to_string());
-                    tracing::warn!(%peer, stream = stream.as_deref().unwrap_or("-"), "rtmp session ended: {e}");
+                    tracing::warn!(error = %e, "rtmp session ended");
                 }
             }
-        });
+        };
+        tokio::spawn(task.instrument(connection_span(peer)));
     }
+}
+
+/// The span every line of a connection is logged in: the peer, and the stream once a publish
+/// is accepted ([`name_stream`]).
+fn connection_span(peer: SocketAddr) -> tracing::Span {
+    tracing::info_span!("rtmp", peer = %peer, stream = tracing::field::Empty)
+}
+
+/// Records the accepted stream's name on the current (connection) span.
+fn name_stream(name: &str) {
+    tracing::Span::current().record("stream", name);
 }
 
 /// Why an RTMP session ended early.
@@ -103,8 +115,9 @@ impl Clock {
 
 struct Connection {
     ctx: Arc<Ingest>,
-    peer: SocketAddr,
     publish: Option<PublishSession>,
+    /// The stream name last recorded on the connection's span (a span field only appends).
+    named: Option<String>,
     /// Codecs of the last publish on this connection, for a republish without new headers.
     last_configs: (Option<VideoConfig>, Option<AudioConfig>),
     video_clock: Clock,
@@ -115,11 +128,11 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(ctx: Arc<Ingest>, peer: SocketAddr) -> Self {
+    fn new(ctx: Arc<Ingest>) -> Self {
         Connection {
             ctx,
-            peer,
             publish: None,
+            named: None,
             last_configs: (None, None),
             video_clock: Clock::default(),
             audio_clock: Clock::default(),
@@ -244,7 +257,11 @@ impl Connection {
                     .and_then(|name| self.ctx.hub.claim(&name).map_err(Refusal::from));
                 match claim {
                     Ok(handle) => {
-                        tracing::info!(peer = %self.peer, stream = handle.name(), "rtmp publish accepted");
+                        if self.named.as_deref() != Some(handle.name()) {
+                            name_stream(handle.name());
+                            self.named = Some(handle.name().to_string());
+                        }
+                        tracing::info!("rtmp publish accepted");
                         let (video, audio) = std::mem::take(&mut self.last_configs);
                         self.publish = Some(PublishSession::new(handle, video, audio));
                         session.accept_request(request_id).map_err(protocol)
@@ -261,7 +278,7 @@ impl Connection {
                 }
             }
             ServerSessionEvent::PublishStreamFinished { .. } => {
-                tracing::info!(peer = %self.peer, "rtmp publisher finished");
+                tracing::info!("rtmp publisher finished");
                 if let Some(p) = self.publish.take() {
                     self.last_configs = p.into_configs();
                 }
@@ -280,7 +297,7 @@ impl Connection {
                 Ok(Vec::new())
             }
             ServerSessionEvent::StreamMetadataChanged { metadata, .. } => {
-                tracing::debug!(peer = %self.peer, ?metadata, "stream metadata");
+                tracing::debug!(?metadata, "stream metadata");
                 Ok(Vec::new())
             }
             _ => Ok(Vec::new()),
@@ -316,7 +333,7 @@ impl Connection {
         };
         match tag {
             VideoTag::SequenceHeader(cfg) => {
-                tracing::info!(peer = %self.peer, codec = %cfg.codec_string(), width = cfg.width, height = cfg.height, "video config");
+                tracing::info!(codec = %cfg.codec_string(), width = cfg.width, height = cfg.height, "video config");
                 let audio = publish.audio().cloned();
                 publish.set_config(Some(cfg), audio);
             }
@@ -352,7 +369,7 @@ impl Connection {
         };
         match tag {
             AudioTag::SequenceHeader(cfg) => {
-                tracing::info!(peer = %self.peer, codec = %cfg.codec_string(), rate = cfg.sample_rate, channels = cfg.channels, "audio config");
+                tracing::info!(codec = %cfg.codec_string(), rate = cfg.sample_rate, channels = cfg.channels, "audio config");
                 let video = publish.video().cloned();
                 publish.set_config(video, Some(cfg));
             }
@@ -431,8 +448,53 @@ async fn handshake(sock: &mut TcpStream) -> Result<Vec<u8>, SessionError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
+
+    /// Formats what `f` logs as the server's default subscriber does (without colours); the
+    /// SRT tests use it too.
+    pub(in crate::ingest) fn logged(f: impl FnOnce()) -> String {
+        use std::sync::Mutex;
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || out.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let text = buf.0.lock().unwrap().clone();
+        String::from_utf8(text).unwrap()
+    }
+
+    #[test]
+    fn session_lines_name_the_peer_and_the_accepted_stream() {
+        let logs = logged(|| {
+            let _in = connection_span("192.0.2.7:40000".parse().unwrap()).entered();
+            tracing::info!("before the publish");
+            name_stream("victim");
+            tracing::warn!(error = %SessionError::Replaced, "rtmp session ended");
+        });
+        let lines: Vec<&str> = logs.lines().collect();
+        assert!(lines[0].contains("rtmp{peer=192.0.2.7:40000}"), "{logs}");
+        // tests/rtmp_bad_input.rs looks for this line with the quoted name.
+        assert!(
+            lines[1].contains("stream=\"victim\"")
+                && lines[1].contains("rtmp session ended")
+                && lines[1].contains("error=replaced by a newer publisher"),
+            "{logs}"
+        );
+    }
 
     #[test]
     fn clock_extends_across_wraparound() {

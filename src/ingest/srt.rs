@@ -16,6 +16,7 @@ use srt_protocol::packet::ServerRejectReason;
 use srt_protocol::settings::KeySettings;
 use srt_tokio::access::RejectReason;
 use srt_tokio::{ConnectionRequest, SrtIncoming, SrtListener};
+use tracing::Instrument;
 
 use super::auth::{self, Refusal};
 use super::interleave::Interleaver;
@@ -66,11 +67,23 @@ pub async fn bind(addr: SocketAddr, latency: Duration) -> std::io::Result<Listen
 pub async fn serve(mut listener: Listener, ingest: Arc<Ingest>) {
     while let Some(request) = listener.incoming.incoming().next().await {
         let ingest = ingest.clone();
-        tokio::spawn(async move { session(request, ingest).await });
+        let span = caller_span(request.remote());
+        tokio::spawn(session(request, ingest).instrument(span));
     }
     tracing::error!("SRT listener stopped");
     // Keep the listener alive for the loop's lifetime; dropping it closes the UDP socket.
     drop(listener.inner);
+}
+
+/// The span every line of a caller is logged in: its address, and the stream once it is
+/// admitted ([`name_stream`]).
+fn caller_span(peer: SocketAddr) -> tracing::Span {
+    tracing::info_span!("srt", peer = %peer, stream = tracing::field::Empty)
+}
+
+/// Records the admitted stream's name on the current (caller) span.
+fn name_stream(name: &str) {
+    tracing::Span::current().record("stream", tracing::field::display(name));
 }
 
 /// The SRT access-control reject code (`SRT_REJX_*`) a caller sees for a refusal.
@@ -100,7 +113,6 @@ enum SessionError {
 }
 
 async fn session(request: ConnectionRequest, ctx: Arc<Ingest>) {
-    let peer = request.remote();
     let raw_id = request.stream_id().map(|s| s.to_string());
     let shown = raw_id
         .as_deref()
@@ -118,15 +130,17 @@ async fn session(request: ConnectionRequest, ctx: Arc<Ingest>) {
         Ok(a) => a,
         Err(refusal) => {
             ctx.metrics.srt_rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, streamid = %shown, "srt publish refused: {refusal}");
+            tracing::warn!(streamid = %shown, error = %refusal, "srt publish refused");
             let code = RejectReason::Server(reject_code(&refusal));
             if let Err(e) = request.reject(code).await {
-                tracing::debug!(%peer, "srt reject not delivered: {e}");
+                tracing::debug!(error = %e, "srt reject not delivered");
             }
             return;
         }
     };
     let name = admission.name.clone();
+    // Admitted: a configured name, so from here on the span names the stream.
+    name_stream(&name);
     let keys = match admission.passphrase {
         Some(p) => match Passphrase::try_from(p) {
             Ok(passphrase) => Some(KeySettings {
@@ -135,7 +149,7 @@ async fn session(request: ConnectionRequest, ctx: Arc<Ingest>) {
             }),
             Err(e) => {
                 // The config checks the length; this only guards srt-protocol's own rules.
-                tracing::error!(stream = %name, "srt passphrase unusable: {e}");
+                tracing::error!(error = %e, "srt passphrase unusable");
                 let _ = request
                     .reject(RejectReason::Server(
                         ServerRejectReason::InternalServerError,
@@ -157,12 +171,12 @@ async fn session(request: ConnectionRequest, ctx: Arc<Ingest>) {
             } else {
                 "handshake did not complete"
             };
-            tracing::warn!(%peer, stream = %name, "srt publish refused: {why} [{e}]");
+            tracing::warn!(error = %e, "srt publish refused: {why}");
             return;
         }
         Err(_) => {
             ctx.metrics.srt_rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, stream = %name, "srt publish refused: handshake timed out");
+            tracing::warn!("srt publish refused: handshake timed out");
             return;
         }
     };
@@ -170,18 +184,18 @@ async fn session(request: ConnectionRequest, ctx: Arc<Ingest>) {
         Ok(h) => h,
         Err(refusal) => {
             ctx.metrics.srt_rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, stream = %name, "srt publish refused: {refusal}");
+            tracing::warn!(error = %refusal, "srt publish refused");
             return; // dropping the socket closes it
         }
     };
     ctx.metrics.srt_connections.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(%peer, stream = %name, streamid = %shown, encrypted, "srt publish accepted");
+    tracing::info!(streamid = %shown, encrypted, "srt publish accepted");
     let mut caller = Caller::new(handle);
     match caller.run(socket, &ctx.metrics).await {
-        Ok(()) => tracing::info!(%peer, stream = %name, "srt publisher finished"),
+        Ok(()) => tracing::info!("srt publisher finished"),
         Err(e) => {
             ctx.metrics.srt_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, stream = %name, "srt session ended: {e}");
+            tracing::warn!(error = %e, "srt session ended");
         }
     }
 }
@@ -248,10 +262,10 @@ impl Caller {
                     self.release_held(metrics);
                     self.interleave.set_audio(audio.is_some());
                     if let Some(v) = &video {
-                        tracing::info!(stream = self.publish.name(), codec = %v.codec_string(), width = v.width, height = v.height, "video config");
+                        tracing::info!(codec = %v.codec_string(), width = v.width, height = v.height, "video config");
                     }
                     if let Some(a) = &audio {
-                        tracing::info!(stream = self.publish.name(), codec = %a.codec_string(), rate = a.sample_rate, channels = a.channels, "audio config");
+                        tracing::info!(codec = %a.codec_string(), rate = a.sample_rate, channels = a.channels, "audio config");
                     }
                     self.publish.set_config(video, audio);
                 }
@@ -287,13 +301,28 @@ impl Caller {
         }
         let muted = std::mem::take(&mut self.muted_warnings);
         self.last_warn = Some(now);
-        tracing::warn!(stream = self.publish.name(), muted, "srt stream: {what}");
+        tracing::warn!(muted, warning = %what, "srt stream problem");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_lines_name_the_peer_and_the_admitted_stream() {
+        let logs = super::super::rtmp::tests::logged(|| {
+            let _in = caller_span("192.0.2.7:40000".parse().unwrap()).entered();
+            name_stream("victim");
+            tracing::warn!(error = %SessionError::Replaced, "srt session ended");
+        });
+        // tests/srt_ingest.rs looks for the unquoted name on the session's last line.
+        assert!(
+            logs.contains("srt{peer=192.0.2.7:40000 stream=victim}")
+                && logs.contains("srt session ended"),
+            "{logs}"
+        );
+    }
 
     #[test]
     fn reject_codes_follow_srt_access_control() {

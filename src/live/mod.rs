@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::cluster::Directory;
 use crate::config::{Config, Pipeline};
@@ -120,7 +121,13 @@ impl Supervisor {
         let name = event.name().to_string();
         if let Lifecycle::Live { feed, .. } = &event {
             let (tx, rx) = mpsc::unbounded_channel();
-            let task = tokio::spawn(self.clone().stream(name.clone(), feed.clone(), rx));
+            // A root span: the stream's own lines, whatever spawned it.
+            let span = tracing::info_span!(parent: None, "live", stream = %name);
+            let task = tokio::spawn(
+                self.clone()
+                    .stream(name.clone(), feed.clone(), rx)
+                    .instrument(span),
+            );
             if let Some(old) = self.streams().insert(name, StreamTask { events: tx, task }) {
                 self.finish_later(old.task);
             }
@@ -145,7 +152,8 @@ impl Supervisor {
         finishing.push(task);
     }
 
-    /// One stream's life: wire its renditions, then wait for its end and let them flush.
+    /// One stream's life: wire its renditions, then wait for its end and let them flush. Runs
+    /// in the stream's span, as do [`Self::pipeline_for`] and [`Self::wire`].
     async fn stream(
         self: Arc<Self>,
         name: String,
@@ -153,7 +161,7 @@ impl Supervisor {
         mut events: mpsc::UnboundedReceiver<Lifecycle>,
     ) {
         let Some(rx) = feed.take_from_claim() else {
-            tracing::error!(stream = %name, "stream feed already taken; not served");
+            tracing::error!("stream feed already taken; not served");
             return;
         };
         let pipeline = self.pipeline_for(&name).await;
@@ -170,7 +178,7 @@ impl Supervisor {
                         if served && dir.moved_away(&name) {
                             // Its publisher went on elsewhere: that node's playlist is the
                             // stream now, and this origin proxies it.
-                            tracing::info!(stream = %name, "stream moved to another node; no longer served from here");
+                            tracing::info!("stream moved to another node; no longer served from here");
                             self.store.remove(&entry);
                             served = false;
                         } else if served {
@@ -184,7 +192,7 @@ impl Supervisor {
             match event {
                 Lifecycle::Ended { .. } => break,
                 Lifecycle::Reconnected { session, .. } => {
-                    tracing::info!(stream = %name, session, "publisher back; the playlist continues");
+                    tracing::info!(session, "publisher back; the playlist continues");
                     publishing = true;
                     if let Some(dir) = self.directory.as_ref().filter(|_| served) {
                         dir.update(&name, true, newest(&entry));
@@ -197,7 +205,7 @@ impl Supervisor {
                     }
                 }
                 Lifecycle::CodecChanged { session, .. } => {
-                    tracing::info!(stream = %name, session, "codecs changed");
+                    tracing::info!(session, "codecs changed");
                 }
                 Lifecycle::Live { .. } => {}
             }
@@ -207,7 +215,7 @@ impl Supervisor {
         }
         for task in tasks {
             if tokio::time::timeout(FINISH_WAIT, task).await.is_err() {
-                tracing::warn!(stream = %name, "rendition or transcoder did not finish in time");
+                tracing::warn!("rendition or transcoder did not finish in time");
             }
         }
         // The rendition tasks normally end the playlist; make sure even if one lagged out.
@@ -222,7 +230,7 @@ impl Supervisor {
         match tokio::task::spawn_blocking(move || source(&pipeline_name)).await {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(stream = name, error = %e, "pipeline check failed; serving the source only");
+                tracing::error!(error = %e, "pipeline check failed; serving the source only");
                 None
             }
         }
@@ -262,14 +270,16 @@ impl Supervisor {
         };
         let leads = Arc::new(CutLog::default());
         let passthrough = pipeline.as_ref().is_none_or(|p| p.source);
-        let mut tasks = vec![tokio::spawn(rendition::run(
+        let source = rendition::run(
             entry.clone(),
             passthrough.then_some(0),
             segmenter,
             rx,
             self.metrics.clone(),
             leads.clone(),
-        ))];
+        );
+        let span = rendition::span(name, rendition::SOURCE_RENDITION);
+        let mut tasks = vec![tokio::spawn(source.instrument(span))];
         if let Some(p) = pipeline.filter(|p| !p.rungs.is_empty()) {
             let first = usize::from(p.source);
             let mut outputs = Vec::new();
@@ -278,7 +288,7 @@ impl Supervisor {
                 // Until measured, advertise the video bitrate plus a typical AAC track.
                 let nominal =
                     (rung.bitrate_kbps as u64 + rung.audio_kbps.unwrap_or(128) as u64) * 1000;
-                tasks.push(tokio::spawn(rendition::run_rung(
+                let packager = rendition::run_rung(
                     entry.clone(),
                     first + i,
                     cut,
@@ -286,7 +296,9 @@ impl Supervisor {
                     self.metrics.clone(),
                     leads.clone(),
                     nominal,
-                )));
+                );
+                let span = rendition::span(name, &rung.name);
+                tasks.push(tokio::spawn(packager.instrument(span)));
                 outputs.push(transcode::RungOutput {
                     rung: rung.clone(),
                     tx,
@@ -302,10 +314,10 @@ impl Supervisor {
                 self.metrics.clone(),
             ) {
                 Ok(t) => tasks.push(t),
-                Err(e) => tracing::error!(stream = name, error = %e, "transcoded rungs are off"),
+                Err(e) => tracing::error!(error = %e, "transcoded rungs are off"),
             }
         }
-        tracing::info!(stream = name, renditions = ?renditions, "renditions wired");
+        tracing::info!(renditions = ?renditions, "renditions wired");
         (entry, tasks)
     }
 

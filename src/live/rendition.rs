@@ -34,6 +34,12 @@ pub fn renditions(pipeline: Option<&Pipeline>) -> Vec<String> {
     v
 }
 
+/// The span of one rendition's task. A root span: it names its stream itself, so its lines
+/// read the same whoever spawned the task.
+pub fn span(stream: &str, rendition: &str) -> tracing::Span {
+    tracing::info_span!(parent: None, "rendition", stream = %stream, rendition = %rendition)
+}
+
 /// Records the source rendition's decision at each video keyframe for the rungs to follow.
 fn record_lead(log: &CutLog, seg: &Segmenter, frame: &Frame, out: &[Output]) {
     if frame.track != Track::Video || !frame.keyframe {
@@ -61,7 +67,10 @@ pub async fn run(
             Ok(m) => m,
             Err(RecvError::Lagged(n)) => {
                 metrics.hub_lagged_frames.fetch_add(n, Ordering::Relaxed);
-                tracing::warn!(stream = %entry.name, missed = n, "packager fell behind; resuming at the next keyframe");
+                tracing::warn!(
+                    missed = n,
+                    "packager fell behind; resuming at the next keyframe"
+                );
                 let out = seg.end_session();
                 publish_opt(&entry, idx, &metrics, &seg, out);
                 resync = true;
@@ -174,6 +183,7 @@ pub fn publish(
         metrics.parts_published.fetch_add(1, Ordering::Relaxed);
         metrics.observe_part_lag(lag_ms);
         let rendition = entry.renditions.get(idx).map_or("", |r| r.name.as_str());
+        // Its own fields, though the span has them: benches/lag_from_log.py parses this line.
         tracing::debug!(target: "ferrocast::lag", stream = %entry.name, msn, part, lag_ms, rendition);
     }
     metrics
@@ -204,10 +214,6 @@ pub async fn run_rung(
     let mut in_session = false;
     let mut listed = false;
     let mut held: std::collections::VecDeque<Frame> = std::collections::VecDeque::new();
-    let name = entry
-        .renditions
-        .get(idx)
-        .map_or(String::new(), |r| r.name.clone());
     while let Some(msg) = rx.recv().await {
         let out = match msg {
             RungMsg::Session { audio } => {
@@ -238,7 +244,7 @@ pub async fn run_rung(
                     match leads.wait(key, LEAD_WAIT).await {
                         Some(l) => l,
                         None => {
-                            tracing::debug!(stream = %entry.name, rung = %name, "no source decision for a keyframe");
+                            tracing::debug!("no source decision for a keyframe");
                             None
                         }
                     }
@@ -256,7 +262,7 @@ pub async fn run_rung(
                             nominal_bandwidth: Some(nominal_bandwidth),
                         },
                     );
-                    tracing::info!(stream = %entry.name, rung = %name, "rung listed in the multivariant playlist");
+                    tracing::info!("rung listed in the multivariant playlist");
                 }
                 out
             }

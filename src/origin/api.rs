@@ -117,7 +117,7 @@ pub async fn chat_range(app: &App, name: &str, query: Option<&str>) -> Resp {
             )
         }
         Ok(Err(e)) => {
-            tracing::error!("chat range: {e}");
+            tracing::error!(error = %e, "chat range not read");
             err(
                 hyper::StatusCode::INTERNAL_SERVER_ERROR,
                 "chat store unavailable".into(),

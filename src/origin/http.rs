@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 use crate::chat::ChatRooms;
 use crate::config::Config;
@@ -50,18 +51,20 @@ pub struct App {
 /// Serves HTTP until the listener fails.
 pub async fn serve(listener: TcpListener, app: Arc<App>) {
     loop {
-        let (sock, _peer) = match listener.accept().await {
+        let (sock, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!("http accept failed: {e}");
+                tracing::warn!(error = %e, "http accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = sock.set_nodelay(true);
         let app = app.clone();
-        tokio::spawn(async move {
+        // One span per connection (none per request): whatever a request logs names the peer.
+        let span = tracing::info_span!("http", peer = %peer);
+        let conn = async move {
             let svc = service_fn(move |req| {
                 let app = app.clone();
                 async move { Ok::<_, Infallible>(handle(&app, req).await) }
@@ -74,7 +77,8 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
                 .serve_connection(TokioIo::new(sock), svc)
                 .with_upgrades()
                 .await;
-        });
+        };
+        tokio::spawn(conn.instrument(span));
     }
 }
 

@@ -11,6 +11,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use tokio::sync::broadcast;
+use tracing::Instrument;
 
 use super::graph::{self, lock, Feed, Shared};
 use super::restart::{self, Restarts, Verdict, BEHIND_LIMIT};
@@ -39,13 +40,19 @@ pub fn spawn(
 ) -> Result<tokio::task::JoinHandle<()>, String> {
     init()?;
     let (tx, in_rx) = mpsc::sync_channel::<HubMsg>(INPUT_QUEUE);
-    let name = stream.clone();
     let m = metrics.clone();
+    // The control thread and the feeding task log in the stream's span. A root span: it names
+    // the stream itself. (GStreamer's streaming threads log with explicit fields.)
+    let span = tracing::info_span!(parent: None, "transcode", stream = %stream);
+    let thread_span = span.clone();
     let thread = std::thread::Builder::new()
         .name(format!("transcode-{stream}"))
-        .spawn(move || Control::new(stream, pipeline, rungs, m).run(in_rx))
+        .spawn(move || {
+            let _entered = thread_span.enter();
+            Control::new(stream, pipeline, rungs, m).run(in_rx)
+        })
         .map_err(|e| format!("cannot start the transcoder thread: {e}"))?;
-    Ok(tokio::spawn(async move {
+    let feed = async move {
         // Drop-and-resync: when the thread cannot keep up, skip to the next keyframe.
         let mut skipping = false;
         let mut dropped = 0u64;
@@ -60,7 +67,10 @@ pub fn spawn(
                         metrics
                             .transcode_dropped_frames
                             .fetch_add(n, Ordering::Relaxed);
-                        tracing::warn!(stream = %name, missed = n, "transcoder fell behind the hub; resuming at the next keyframe");
+                        tracing::warn!(
+                            missed = n,
+                            "transcoder fell behind the hub; resuming at the next keyframe"
+                        );
                         skipping = true;
                         continue;
                     }
@@ -80,14 +90,14 @@ pub fn spawn(
             match tx.try_send(msg) {
                 Ok(()) => {
                     if skipping && dropped > 0 {
-                        tracing::warn!(stream = %name, dropped, "transcoder input resumed after dropping frames");
+                        tracing::warn!(dropped, "transcoder input resumed after dropping frames");
                     }
                     skipping = false;
                     dropped = 0;
                 }
                 Err(mpsc::TrySendError::Full(m)) => {
                     if !skipping {
-                        tracing::warn!(stream = %name, "transcoder input queue full ({INPUT_QUEUE}); dropping until the next keyframe");
+                        tracing::warn!("transcoder input queue full ({INPUT_QUEUE}); dropping until the next keyframe");
                     }
                     skipping = true;
                     dropped += 1;
@@ -110,7 +120,8 @@ pub fn spawn(
             }
         }
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    }))
+    };
+    Ok(tokio::spawn(feed.instrument(span)))
 }
 
 /// A rung slot: its configuration, its packager, and its running pipeline if any.
@@ -124,7 +135,6 @@ struct Slot {
 }
 
 struct Control {
-    stream: String,
     pipeline: Pipeline,
     slots: Vec<Slot>,
     shared: Arc<Shared>,
@@ -147,7 +157,6 @@ impl Control {
     ) -> Self {
         let n = rungs.len();
         Control {
-            stream,
             pipeline,
             slots: rungs
                 .into_iter()
@@ -159,7 +168,7 @@ impl Control {
                     restarts: Restarts::default(),
                 })
                 .collect(),
-            shared: Arc::new(Shared::new(n, metrics.clone())),
+            shared: Arc::new(Shared::new(stream, n, metrics.clone())),
             decoder: None,
             video: None,
             audio: None,
@@ -218,13 +227,13 @@ impl Control {
             let _ = s.out.tx.try_send(RungMsg::Session { audio });
         }
         let Some(v) = video else {
-            tracing::info!(stream = %self.stream, "no video: transcoded rungs are not used");
+            tracing::info!("no video: transcoded rungs are not used");
             self.broadcast(|| RungMsg::Hide);
             return;
         };
         let (selected, skipped) = ladder::select(&self.pipeline, v.width, v.height, v.fps);
         for line in skipped {
-            tracing::info!(stream = %self.stream, "{line}");
+            tracing::info!("{line}");
         }
         for (i, slot) in self.slots.iter_mut().enumerate() {
             slot.selected = selected.iter().find(|s| s.index == i).cloned();
@@ -251,7 +260,7 @@ impl Control {
                 self.need_key = true;
             }
             Err(e) => {
-                tracing::error!(stream = %self.stream, "cannot start the decoder: {e}");
+                tracing::error!(error = %e, "cannot start the decoder");
                 self.decoder_failed();
             }
         }
@@ -263,10 +272,10 @@ impl Control {
         }
         match self.decoder_restarts.failed(Instant::now()) {
             Verdict::RetryIn(d) => {
-                tracing::warn!(stream = %self.stream, "decoder restarts in {d:?}");
+                tracing::warn!("decoder restarts in {d:?}");
             }
             Verdict::GiveUp { restarts } => {
-                tracing::error!(stream = %self.stream, "decoder failed {restarts} times; transcoded rungs are off until the publisher reconnects");
+                tracing::error!("decoder failed {restarts} times; transcoded rungs are off until the publisher reconnects");
                 for i in 0..self.slots.len() {
                     self.stop_rung(i);
                     self.slots[i].selected = None;
@@ -286,7 +295,7 @@ impl Control {
                 match graph::build_audio(&rung.name, a, kbps, self.shared.clone(), tx.clone()) {
                     Ok(p) => Some(p),
                     Err(e) => {
-                        tracing::error!(stream = %self.stream, rung = %rung.name, "audio re-encoder cannot start: {e}");
+                        tracing::error!(rung = %rung.name, error = %e, "audio re-encoder cannot start");
                         self.rung_failed(i);
                         return;
                     }
@@ -297,12 +306,12 @@ impl Control {
         self.slots[i].audio = audio;
         match graph::build_rung(&rung, &sel, self.video.as_ref(), self.shared.clone(), tx) {
             Ok((p, src)) => {
-                tracing::info!(stream = %self.stream, rung = %rung.name, "rung started: {}x{} {} kbit/s with {}", sel.width, sel.height, rung.bitrate_kbps, rung.encoder.element);
+                tracing::info!(rung = %rung.name, "rung started: {}x{} {} kbit/s with {}", sel.width, sel.height, rung.bitrate_kbps, rung.encoder.element);
                 self.slots[i].running = Some(p);
                 lock(&self.shared.feeds)[i] = Some(Feed::new(src, sel.fps_cap));
             }
             Err(e) => {
-                tracing::error!(stream = %self.stream, rung = %rung.name, "rung cannot start: {e}");
+                tracing::error!(rung = %rung.name, error = %e, "rung cannot start");
                 self.rung_failed(i);
             }
         }
@@ -325,10 +334,10 @@ impl Control {
         let _ = slot.out.tx.try_send(RungMsg::Hide);
         match slot.restarts.failed(Instant::now()) {
             Verdict::RetryIn(d) => {
-                tracing::warn!(stream = %self.stream, rung = %slot.out.rung.name, "rung removed from the multivariant playlist; restarting in {d:?}");
+                tracing::warn!(rung = %slot.out.rung.name, "rung removed from the multivariant playlist; restarting in {d:?}");
             }
             Verdict::GiveUp { restarts } => {
-                tracing::error!(stream = %self.stream, rung = %slot.out.rung.name, "rung failed {restarts} times; dropped from the multivariant playlist until the publisher reconnects");
+                tracing::error!(rung = %slot.out.rung.name, "rung failed {restarts} times; dropped from the multivariant playlist until the publisher reconnects");
             }
         }
     }
@@ -407,7 +416,7 @@ impl Control {
         }
         if src.current_level_buffers() >= DECODE_QUEUE {
             if !self.need_key {
-                tracing::warn!(stream = %self.stream, "decoder cannot keep up ({DECODE_QUEUE} frames queued); dropping until the next keyframe");
+                tracing::warn!("decoder cannot keep up ({DECODE_QUEUE} frames queued); dropping until the next keyframe");
             }
             self.need_key = true;
             self.input_dropped += 1;
@@ -417,7 +426,7 @@ impl Control {
             return;
         }
         if self.need_key && self.input_dropped > 0 {
-            tracing::info!(stream = %self.stream, dropped = self.input_dropped, "decoder input resumed");
+            tracing::info!(dropped = self.input_dropped, "decoder input resumed");
             self.input_dropped = 0;
         }
         self.need_key = false;
@@ -440,7 +449,7 @@ impl Control {
         }
         let dts_ns = timestamps::source_to_ns(base, f.dts);
         if let Err(e) = graph::push_picture(src, f.data.clone(), pts_ns, dts_ns, f.keyframe) {
-            tracing::warn!(stream = %self.stream, "decoder refused input: {e:?}");
+            tracing::warn!(error = ?e, "decoder refused input");
         }
     }
 
@@ -448,7 +457,7 @@ impl Control {
     fn poll(&mut self, now: Instant) {
         if let Some((p, _)) = &self.decoder {
             if let Some(err) = graph::bus_error(p) {
-                tracing::error!(stream = %self.stream, "decoder failed: {err}");
+                tracing::error!(error = %err, "decoder failed");
                 self.decoder_failed();
             }
         } else if self.decoder_restarts.take_due(now) {
@@ -461,7 +470,7 @@ impl Control {
                     .as_ref()
                     .and_then(|(a, _)| graph::bus_error(a));
                 if let Some(err) = graph::bus_error(p).or(audio_err) {
-                    tracing::error!(stream = %self.stream, rung = %self.slots[i].out.rung.name, "rung pipeline failed: {err}");
+                    tracing::error!(rung = %self.slots[i].out.rung.name, error = %err, "rung pipeline failed");
                     self.rung_failed(i);
                     continue;
                 }
@@ -469,7 +478,7 @@ impl Control {
                     .as_ref()
                     .and_then(|f| f.dropping_since);
                 if restart::behind(dropping_since, Instant::now()) {
-                    tracing::error!(stream = %self.stream, rung = %self.slots[i].out.rung.name, "rung cannot keep up with real time (dropping frames for {BEHIND_LIMIT:?})");
+                    tracing::error!(rung = %self.slots[i].out.rung.name, "rung cannot keep up with real time (dropping frames for {BEHIND_LIMIT:?})");
                     self.rung_failed(i);
                 }
             } else if self.decoder.is_some() && self.slots[i].restarts.take_due(now) {

@@ -26,6 +26,8 @@ const DECODE_THREADS: &str = "2";
 
 /// State shared between the control thread and GStreamer's streaming threads.
 pub(super) struct Shared {
+    /// The stream's name, for the lines logged on GStreamer's threads (outside its span).
+    pub stream: String,
     /// 90 kHz time subtracted from source timestamps so GStreamer's start at the origin;
     /// [`NO_BASE`] until the session's first picture reaches the decoder.
     pub base: AtomicI64,
@@ -39,8 +41,9 @@ pub(super) struct Shared {
 }
 
 impl Shared {
-    pub fn new(rungs: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(stream: String, rungs: usize, metrics: Arc<Metrics>) -> Self {
         Shared {
+            stream,
             base: AtomicI64::new(NO_BASE),
             pictures: Mutex::new(SourcePictures::new()),
             keyframes: Mutex::new(Keyframes::new()),
@@ -199,12 +202,12 @@ fn fan_out(shared: &Shared, sample: &gst::Sample) {
                 .fetch_add(1, Ordering::Relaxed);
             if feed.dropping_since.is_none() {
                 feed.dropping_since = Some(Instant::now());
-                tracing::warn!(rung = %feed.src.name(), "encoder cannot keep up ({RUNG_QUEUE} frames queued); dropping frames");
+                tracing::warn!(stream = %shared.stream, rung = %feed.src.name(), "encoder cannot keep up ({RUNG_QUEUE} frames queued); dropping frames");
             }
             continue;
         }
         if feed.dropping_since.take().is_some() {
-            tracing::info!(rung = %feed.src.name(), dropped = feed.dropped, "encoder caught up");
+            tracing::info!(stream = %shared.stream, rung = %feed.src.name(), dropped = feed.dropped, "encoder caught up");
         }
         if feed.caps.as_ref() != caps.as_ref() {
             feed.src.set_caps(caps.as_ref());
@@ -478,7 +481,7 @@ impl RungOut {
                         let _ = self.tx.try_send(RungMsg::VideoConfig(v));
                     }
                     Err(e) => {
-                        tracing::warn!(rung = %self.name, "encoder output has an unusable avcC: {e}");
+                        tracing::warn!(stream = %self.shared.stream, rung = %self.name, error = %e, "encoder output has an unusable avcC");
                         return;
                     }
                 }
@@ -515,7 +518,7 @@ impl RungOut {
         if self.tx.try_send(RungMsg::Video(frame)).is_err() {
             self.dropped += 1;
             if self.dropped.is_power_of_two() {
-                tracing::warn!(rung = %self.name, dropped = self.dropped, "rung packager queue full; encoded frames dropped");
+                tracing::warn!(stream = %self.shared.stream, rung = %self.name, dropped = self.dropped, "rung packager queue full; encoded frames dropped");
             }
         }
     }
