@@ -92,6 +92,7 @@ impl Server {
         // Subscribers of the hub's lifecycle events, subscribed before any listener accepts.
         let supervisor = Supervisor::new(
             config.clone(),
+            hub.clone(),
             store.clone(),
             metrics.clone(),
             cluster.as_ref().map(|c| c.directory.clone()),

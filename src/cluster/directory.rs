@@ -206,16 +206,21 @@ impl Directory {
         }
     }
 
-    /// This node no longer owns `name` (the stream ended): its record is deleted if it is
-    /// still this node's.
-    pub fn release(&self, name: &str) {
-        if self.owned().remove(name).is_none() {
-            return;
+    /// This node no longer owns `name` (the stream of playlist `epoch` ended): its record is
+    /// deleted if it is still this node's and that stream's (a newer stream of the same name
+    /// may have been wired here meanwhile).
+    pub fn release(&self, name: &str, epoch: &str) {
+        {
+            let mut owned = self.owned();
+            if owned.get(name).is_none_or(|r| r.epoch != epoch) {
+                return;
+            }
+            owned.remove(name);
         }
         let ours = self
             .mirror()
             .get(name)
-            .is_some_and(|s| s.owner.node == self.node);
+            .is_some_and(|s| s.owner.node == self.node && s.owner.epoch == epoch);
         if !ours {
             return;
         }

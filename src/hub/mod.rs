@@ -282,6 +282,24 @@ impl Hub {
         }
     }
 
+    /// Ends `name` now, whatever its state (its ownership moved to another node): a publisher
+    /// still attached is kicked, and a later claim starts a new stream.
+    pub fn end_now(&self, name: &str) {
+        let Some(live) = self.lives().remove(name) else {
+            return;
+        };
+        if let Some(p) = live
+            .publisher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            p.kick.notify_one();
+        }
+        tracing::info!(stream = name, "stream ended here");
+        self.end(&live);
+    }
+
     /// Server shutdown: refuses new claims and ends every stream (`HubMsg::End`, then
     /// `Lifecycle::Ended`). Subscribers finish their own work (see the live supervisor).
     pub fn shutdown(&self) -> Vec<String> {

@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 use crate::cluster::Directory;
 use crate::config::{Config, Pipeline};
-use crate::hub::{Feed, Lifecycle};
+use crate::hub::{Feed, Hub, Lifecycle};
 use crate::metrics::Metrics;
 use crate::package::follow::CutLog;
 use crate::package::segmenter::{CutConfig, Segmenter};
@@ -39,6 +39,7 @@ pub type PipelineSource = Arc<dyn Fn(&str) -> Option<Pipeline> + Send + Sync>;
 /// The live supervisor; see the module docs.
 pub struct Supervisor {
     config: Arc<Config>,
+    hub: Arc<Hub>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     pipelines: PipelineSource,
@@ -60,13 +61,14 @@ impl Supervisor {
     /// its streams in the cluster's `directory` when there is one.
     pub fn new(
         config: Arc<Config>,
+        hub: Arc<Hub>,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         directory: Option<Arc<Directory>>,
     ) -> Arc<Supervisor> {
         let files = Arc::new(PipelineFiles::new(&config));
         let pipelines: PipelineSource = Arc::new(move |name| files.current(name));
-        let mut s = Self::build(config, store, metrics, pipelines);
+        let mut s = Self::build(config, hub, store, metrics, pipelines);
         s.directory = directory;
         Arc::new(s)
     }
@@ -74,21 +76,24 @@ impl Supervisor {
     /// A supervisor with its own pipeline source (tests use a slow one).
     pub fn with_pipelines(
         config: Arc<Config>,
+        hub: Arc<Hub>,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         pipelines: PipelineSource,
     ) -> Arc<Supervisor> {
-        Arc::new(Self::build(config, store, metrics, pipelines))
+        Arc::new(Self::build(config, hub, store, metrics, pipelines))
     }
 
     fn build(
         config: Arc<Config>,
+        hub: Arc<Hub>,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         pipelines: PipelineSource,
     ) -> Supervisor {
         Supervisor {
             config,
+            hub,
             store,
             metrics,
             pipelines,
@@ -181,6 +186,9 @@ impl Supervisor {
                             tracing::info!("stream moved to another node; no longer served from here");
                             self.store.remove(&entry);
                             served = false;
+                            // A publisher returning here later starts afresh and takes the
+                            // stream back from the newer owner's record.
+                            self.hub.end_now(&name);
                         } else if served {
                             dir.refresh(&name, publishing, newest(&entry));
                         }
@@ -211,7 +219,7 @@ impl Supervisor {
             }
         }
         if let Some(dir) = &self.directory {
-            dir.release(&name);
+            dir.release(&name, &entry.epoch);
         }
         for task in tasks {
             if tokio::time::timeout(FINISH_WAIT, task).await.is_err() {
@@ -447,13 +455,14 @@ mod tests {
             }
             None
         });
+        let hub = Hub::new(Duration::from_secs(10));
         let supervisor = Supervisor::with_pipelines(
             Arc::new(config()),
+            hub.clone(),
             store.clone(),
             Arc::default(),
             pipelines,
         );
-        let hub = Hub::new(Duration::from_secs(10));
         tokio::spawn(supervisor.clone().run(hub.events()));
         let start = || HubMsg::Start {
             video: None,
