@@ -424,6 +424,7 @@ mod tests {
 
         drop(first);
         assert!(matches!(rx.recv().await, Ok(HubMsg::Stop)));
+        assert!(matches!(events.recv().await, Ok(Lifecycle::Left { .. })));
         let again = hub.claim("a").expect("free after the publisher left");
         again.send(start());
         assert!(matches!(
