@@ -208,3 +208,51 @@ async fn a_dead_nodes_stream_can_be_published_elsewhere_after_expiry() {
     );
     on_b.kill();
 }
+
+#[tokio::test]
+async fn video_goes_on_while_nats_is_away_and_the_directory_recovers() {
+    let mut nats = NatsServer::start();
+    let a = Node::start("a", &nats, &opts());
+    let b = Node::start("b", &nats, &opts());
+    let logs = TempDir::new("cluster-nats-away");
+    nats.stop();
+    // Ingest and playback do not need NATS.
+    let mut on_a = Publisher::start(&a.rtmp_url(STREAM, KEY), 600.0, logs.path());
+    let live = wait_playlist(&a, Duration::from_secs(40), "live without NATS", |p| {
+        p.segments.len() >= 2
+    })
+    .await;
+    nats.restart();
+    // Once NATS is back, a's record reaches b again and b refuses a second publisher.
+    let t0 = Instant::now();
+    loop {
+        let mut second = Publisher::start(&b.rtmp_url(STREAM, KEY), 600.0, logs.path());
+        let tried = Instant::now();
+        let mut refused = false;
+        while tried.elapsed() < Duration::from_secs(5) {
+            if let Some(s) = second.try_wait() {
+                refused = !s.success();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        second.kill();
+        if refused {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(40),
+            "b never learned of a's stream after NATS came back:\n{}",
+            common::tail(&b.log_path(), 20)
+        );
+    }
+    wait_playlist(&a, Duration::from_secs(20), "a still advancing", |p| {
+        p.segments.last().map(|s| s.msn) > live.segments.last().map(|s| s.msn)
+    })
+    .await;
+    assert!(
+        on_a.try_wait().is_none(),
+        "a's publisher was never disturbed"
+    );
+    on_a.kill();
+}

@@ -766,4 +766,41 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn cluster_section_loads_and_is_optional() {
+        assert_eq!(ok("", &[]).cluster, None, "no [cluster]: one node");
+        let c = ok(
+            "[cluster]\nnats = [\"nats://10.0.0.2:4222\", \"nats://10.0.0.3:4222\"]\nnode = \"edge-1\"\nadvertise = \"http://10.0.0.5:8080/\"\n",
+            &[],
+        );
+        let cluster = c.cluster.expect("[cluster] loaded");
+        assert_eq!(cluster.nats.len(), 2);
+        assert_eq!(cluster.node, "edge-1");
+        assert_eq!(
+            cluster.advertise, "http://10.0.0.5:8080",
+            "trailing slash dropped"
+        );
+    }
+
+    #[test]
+    fn cluster_errors() {
+        let cfg = "[cluster]\nnats = [\"localhost\"]\nnode = \"a b\"\nadvertise = \"http://0.0.0.0:8080\"\nnodes = 3\n";
+        assert_eq!(
+            errors(cfg, &[]),
+            [
+                "config/ferrocast.toml:2:8: `nats` in [cluster]: `localhost` is not a NATS URL (nats://HOST:PORT or tls://HOST:PORT)",
+                "config/ferrocast.toml:3:8: `node` in [cluster]: `a b` is not a valid node name (1 to 64 characters of A-Z, a-z, 0-9, `_` and `-`)",
+                "config/ferrocast.toml:4:13: `advertise` in [cluster]: `http://0.0.0.0:8080`: 0.0.0.0 is a listen address; other nodes need an address they can reach",
+                "config/ferrocast.toml:5:1: unknown key `nodes` in [cluster]; expected one of: nats, node, advertise (did you mean `node`?)",
+            ]
+        );
+        assert_eq!(
+            errors("[cluster]\nnode = \"a\"\n", &[]),
+            [
+                "config/ferrocast.toml:1:1: `nats` in [cluster] is required: the NATS servers, e.g. nats = [\"nats://127.0.0.1:4222\"]",
+                "config/ferrocast.toml:1:1: `advertise` in [cluster] is required, e.g. advertise = \"http://10.0.0.5:8080\"",
+            ]
+        );
+    }
 }
