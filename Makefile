@@ -10,7 +10,7 @@ HTTP_PORT ?= 8080
 SRT_PORT ?= 9000
 CARGO  ?= cargo
 
-.PHONY: run test demo demo-srt check build release setup setup-test lint fmt bench clean edge
+.PHONY: run test demo demo-srt check build release setup setup-test lint fmt bench clean edge cluster
 
 run: setup release
 	@echo ""
@@ -54,6 +54,17 @@ EDGE_DIR  ?= /tmp/ferrocast-edge
 edge:
 	@command -v nginx >/dev/null || scripts/setup.sh test
 	scripts/edge.sh $(ORIGIN) $(EDGE_PORT) $(EDGE_DIR)
+
+# A cluster on this machine (docs/cluster.md): nats-server with JetStream, nodes a/b/c (HTTP
+# 8080/8090/8100, RTMP 1935/1945/1955, SRT 9000/9010/9020), each with a config rendered from
+# CONFIG plus [cluster], and the nginx edge on EDGE_PORT in front of all three. State and logs
+# in CLUSTER_DIR; Ctrl-C stops everything (scripts/cluster.sh).
+CLUSTER_DIR ?= /tmp/ferrocast-cluster
+cluster: setup release
+	@command -v nats-server >/dev/null && command -v nginx >/dev/null || scripts/setup.sh test
+	BIN=./target/release/ferrocast CONFIG=$(CONFIG) CLUSTER_DIR=$(CLUSTER_DIR) PUBLIC_HOST=$(PUBLIC_HOST) \
+	  HTTP_PORT=$(HTTP_PORT) RTMP_PORT=$(RTMP_PORT) SRT_PORT=$(SRT_PORT) EDGE_PORT=$(EDGE_PORT) \
+	  scripts/cluster.sh
 
 check: release
 	./target/release/ferrocast check --config $(CONFIG)

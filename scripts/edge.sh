@@ -5,6 +5,10 @@
 # Everything nginx writes (cache, temp files, pid, access log) goes under DIR; the error log
 # goes to stderr. Nothing under /etc/nginx or /var/lib/nginx is touched, so any user can run it.
 #   scripts/edge.sh 127.0.0.1:8080 8081 /tmp/ferrocast-edge      # = make edge
+# ORIGIN may list several origins (the nodes of a cluster), comma-separated: a template line
+# `server {{ORIGIN}}...` is then repeated once per origin; {{ORIGIN}} anywhere else but in a
+# comment takes one origin only.
+#   scripts/edge.sh 127.0.0.1:8080,127.0.0.1:8090,127.0.0.1:8100 8081 /tmp/ferrocast-edge
 # RENDER_ONLY=1: write DIR/nginx.conf, check it with `nginx -t`, and exit.
 set -euo pipefail
 ORIGIN=${1:?usage: edge.sh ORIGIN LISTEN DIR [TEMPLATE]}
@@ -14,8 +18,34 @@ TPL=${4:-$(cd "$(dirname "$0")/.." && pwd)/config/nginx-edge.conf}
 command -v nginx >/dev/null || { echo "edge.sh: nginx is not installed (apt-get install nginx)" >&2; exit 2; }
 mkdir -p "$DIR" && DIR=$(cd "$DIR" && pwd)
 mkdir -p "$DIR/cache" "$DIR/tmp"
-conf=$(<"$TPL")
-conf=${conf//'{{ORIGIN}}'/$ORIGIN}
+# One origin is used as given; a list is split on commas, each entry trimmed (an entry may
+# carry nginx `server` parameters: "10.0.0.7:8080 backup").
+origins=("$ORIGIN")
+if [[ $ORIGIN == *,* ]]; then
+  origins=()
+  rest=$ORIGIN,
+  while [ -n "$rest" ]; do
+    o=${rest%%,*}
+    rest=${rest#*,}
+    o=${o#"${o%%[![:space:]]*}"}
+    o=${o%"${o##*[![:space:]]}"}
+    [ -n "$o" ] || { echo "edge.sh: empty entry in the origin list \`$ORIGIN\`" >&2; exit 2; }
+    origins+=("$o")
+  done
+fi
+conf=""
+while IFS= read -r line || [ -n "$line" ]; do
+  if [[ $line =~ ^([[:space:]]*server[[:space:]]+)\{\{ORIGIN\}\}(.*)$ ]]; then
+    for o in "${origins[@]}"; do conf+="${BASH_REMATCH[1]}$o${BASH_REMATCH[2]}"$'\n'; done
+    continue
+  fi
+  if [[ ${#origins[@]} -gt 1 && $line == *'{{ORIGIN}}'* && ! $line =~ ^[[:space:]]*# ]]; then
+    echo "edge.sh: $TPL uses {{ORIGIN}} outside a \`server {{ORIGIN}};\` line, which takes one origin: $line" >&2
+    exit 2
+  fi
+  conf+="${line//'{{ORIGIN}}'/$ORIGIN}"$'\n'
+done <"$TPL"
+while [[ $conf == *$'\n' ]]; do conf=${conf%$'\n'}; done
 conf=${conf//'{{LISTEN}}'/$LISTEN}
 conf=${conf//'{{CACHE_DIR}}'/$DIR}
 if grep -q '{{' <<<"$conf"; then echo "edge.sh: unreplaced placeholder in $TPL" >&2; exit 2; fi
