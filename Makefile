@@ -60,7 +60,7 @@ edge:
 # CONFIG plus [cluster], and the nginx edge on EDGE_PORT in front of all three. State and logs
 # in CLUSTER_DIR; Ctrl-C stops everything (scripts/cluster.sh).
 CLUSTER_DIR ?= /tmp/ferrocast-cluster
-cluster: setup release
+cluster: setup-test release
 	@command -v nats-server >/dev/null && command -v nginx >/dev/null || scripts/setup.sh test
 	BIN=./target/release/ferrocast CONFIG=$(CONFIG) CLUSTER_DIR=$(CLUSTER_DIR) PUBLIC_HOST=$(PUBLIC_HOST) \
 	  HTTP_PORT=$(HTTP_PORT) RTMP_PORT=$(RTMP_PORT) SRT_PORT=$(SRT_PORT) EDGE_PORT=$(EDGE_PORT) \
