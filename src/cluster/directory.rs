@@ -27,6 +27,8 @@ use crate::util::time::now_ms;
 
 /// The key-value bucket of the directory.
 pub const BUCKET: &str = "ferrocast-streams";
+/// How long a claim waits for the bucket's answer before trusting the mirror.
+pub const CONFIRM_WAIT: Duration = Duration::from_secs(1);
 /// How often an owner refreshes its records.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A record not refreshed for this long is gone (the bucket's `max_age`); it bounds how long a
@@ -50,6 +52,9 @@ pub struct Owner {
     /// The discontinuity number of that segment (EXT-X-DISCONTINUITY-SEQUENCE plus the
     /// discontinuity tags before it in the playlist).
     pub discontinuity: u64,
+    /// When the owner wrote this record (UNIX ms, the owner's clock).
+    #[serde(default)]
+    pub updated: u64,
 }
 
 /// Where a new owner continues a stream taken over from another node.
@@ -158,6 +163,7 @@ impl Directory {
             publishing: true,
             last_msn: None,
             discontinuity: previous.as_ref().map_or(0, |p| p.discontinuity + 1),
+            updated: now_ms(),
         };
         self.owned().insert(name.to_string(), record.clone());
         self.mirror().insert(
@@ -254,10 +260,26 @@ impl Directory {
         }
     }
 
-    fn publish(&self, name: &str, record: Owner) {
+    /// Asks the bucket itself (not the mirror) whether another node has a publisher for
+    /// `name` right now. For a claim made while the mirror may be stale (NATS just came back);
+    /// None when NATS does not answer within a second (video goes on without NATS).
+    pub async fn confirm_elsewhere(&self, name: &str) -> Option<Owner> {
+        let kv = self.kv.get()?.clone();
+        let value = tokio::time::timeout(CONFIRM_WAIT, kv.get(name))
+            .await
+            .ok()?
+            .ok()??;
+        let owner: Owner = serde_json::from_slice(&value).ok()?;
+        let age = now_ms().saturating_sub(owner.updated);
+        (owner.node != self.node && owner.publishing && age < TTL.as_millis() as u64)
+            .then_some(owner)
+    }
+
+    fn publish(&self, name: &str, mut record: Owner) {
         let Some(kv) = self.kv.get().cloned() else {
             return; // not connected yet: the heartbeat publishes it once the bucket is there
         };
+        record.updated = now_ms();
         let name = name.to_string();
         tokio::spawn(async move {
             if let Ok(json) = serde_json::to_vec(&record) {
@@ -310,7 +332,8 @@ impl Directory {
                     bucket: BUCKET.to_string(),
                     history: 1,
                     max_age: TTL,
-                    storage: jetstream::stream::StorageType::Memory,
+                    // On disk: a restarted NATS server still knows who owns what.
+                    storage: jetstream::stream::StorageType::File,
                     ..Default::default()
                 })
                 .await
@@ -387,6 +410,7 @@ mod tests {
             publishing,
             last_msn,
             discontinuity: 3,
+            updated: 0,
         }
     }
 

@@ -169,6 +169,15 @@ impl Supervisor {
             tracing::error!("stream feed already taken; not served");
             return;
         };
+        if let Some(dir) = &self.directory {
+            // The claim was judged on the in-memory mirror, which may lag (NATS just came
+            // back): ask the bucket before taking the name over.
+            if let Some(owner) = dir.confirm_elsewhere(&name).await {
+                tracing::warn!(node = %owner.node, "stream is being published on another node; this publisher is refused");
+                self.hub.end_now(&name);
+                return;
+            }
+        }
         let pipeline = self.pipeline_for(&name).await;
         let (entry, tasks) = self.wire(&name, pipeline, rx, &feed);
         let mut publishing = true;
