@@ -223,21 +223,20 @@ async fn video_goes_on_while_nats_is_away_and_the_directory_recovers() {
     })
     .await;
     nats.restart();
-    // Once NATS is back, a's record reaches b again and b refuses a second publisher.
+    // Once NATS is back, a's record reaches b again (b lists the stream as a's) ...
     let t0 = Instant::now();
     loop {
-        let mut second = Publisher::start(&b.rtmp_url(STREAM, KEY), 600.0, logs.path());
-        let tried = Instant::now();
-        let mut refused = false;
-        while tried.elapsed() < Duration::from_secs(5) {
-            if let Some(s) = second.try_wait() {
-                refused = !s.success();
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        second.kill();
-        if refused {
+        let r = b.client.get(&b.url("/api/v1/streams")).await;
+        let listed = serde_json::from_str::<serde_json::Value>(&r.text())
+            .ok()
+            .and_then(|v| {
+                v.as_array()?
+                    .iter()
+                    .find(|s| s["name"] == STREAM)
+                    .map(|s| s["node"] == "a")
+            })
+            .unwrap_or(false);
+        if listed {
             break;
         }
         assert!(
@@ -245,7 +244,12 @@ async fn video_goes_on_while_nats_is_away_and_the_directory_recovers() {
             "b never learned of a's stream after NATS came back:\n{}",
             common::tail(&b.log_path(), 20)
         );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // ... and b refuses a second publisher of it.
+    let mut second = Publisher::start(&b.rtmp_url(STREAM, KEY), 600.0, logs.path());
+    let status = second.wait_exit(Duration::from_secs(30)).await;
+    assert!(!status.success(), "b must refuse a second publisher");
     wait_playlist(&a, Duration::from_secs(20), "a still advancing", |p| {
         p.segments.last().map(|s| s.msn) > live.segments.last().map(|s| s.msn)
     })
