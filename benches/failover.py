@@ -65,6 +65,8 @@ def newest(text):
         if line.startswith("#EXT-X-DISCONTINUITY") and not line.startswith("#EXT-X-DISCONTINUITY-SEQ"):
             disc = True
         elif line.startswith("#EXT-X-PART:"):
+            if not seen_uri:
+                first_disc, seen_uri = disc, True
             msn = max(msn, count)
         elif line and not line.startswith("#"):
             if not seen_uri:

@@ -30,7 +30,7 @@ pub enum HubMsg {
         audio: Option<AudioConfig>,
     },
     Frame(Frame),
-    /// Timed metadata (a chat event) for the next part of every rendition.
+    /// Timed metadata (a chat event) for every rendition, from the part that reaches its PDT.
     Metadata(Arc<TimedMetadata>),
     /// The publisher left; the stream may resume within the grace period.
     Stop,

@@ -152,6 +152,10 @@ pub const PDT_SLEW_MS: i64 = 20;
 /// pattern of 60 fps in millisecond timestamps).
 const RECENT_INTERVALS: usize = 4;
 
+/// An event whose PDT is further ahead of a part than this is placed at once (a clock jump
+/// must not hold chat out of the media).
+const MAX_EVENT_HOLD_MS: i64 = 10_000;
+
 /// Frame interval assumed until two frames have been seen (30 fps).
 const DEFAULT_VIDEO_INTERVAL: u64 = (TIMESCALE / 30) as u64;
 
@@ -540,13 +544,25 @@ impl Segmenter {
             });
         }
         let mut events = BytesMut::new();
+        // An event rides in the part whose media reaches its PDT. A rendition that lags the
+        // source (a transcoded rung) holds it until then, so every rendition places it through
+        // the same segment and at the same media time.
+        let part_end_pdt =
+            seg.pdt_ms as i64 + (part.end as i64 - seg.start as i64) * 1000 / TIMESCALE as i64;
+        let mut later = std::collections::VecDeque::new();
         for ev in self.pending_events.drain(..) {
+            let ahead = ev.pdt_ms as i64 - part_end_pdt;
+            if ahead > 0 && ahead < MAX_EVENT_HOLD_MS {
+                later.push_back(ev);
+                continue;
+            }
             // The event's PDT on this segment's timeline, never before the part it rides in
             // (it arrived while that part was the live edge).
             let offset = (ev.pdt_ms as i64 - seg.pdt_ms as i64) * (TIMESCALE as i64 / 1000);
             let at = (seg.start as i64 + offset).max(first as i64) as u64;
             emsg::write_emsg(&mut events, ev.id, at, &ev.id3);
         }
+        self.pending_events = later;
         let bytes = cmaf::fragment_with_events(self.fragment_seq, &runs, seg.parts == 0, &events);
         self.fragment_seq = self.fragment_seq.wrapping_add(1);
         let out = PartOut {
@@ -812,36 +828,44 @@ mod tests {
             .into_iter()
             .filter(|p| top_boxes(&p.bytes).iter().any(|(k, _)| k == b"emsg"))
             .collect();
-        assert_eq!(with_events.len(), 1, "one part carries the events");
+        assert_eq!(with_events.len(), 2, "each event rides in its own part");
         let first_part = parts(&later)[0];
         assert_eq!(
             with_events[0].number, first_part.number,
-            "the very next part"
+            "the event behind the edge: the very next part"
         );
-        let boxes = top_boxes(&with_events[0].bytes);
-        let kinds: Vec<&[u8; 4]> = boxes.iter().map(|(k, _)| k).collect();
-        assert_eq!(
-            kinds.iter().filter(|k| **k == b"emsg").count(),
-            2,
-            "{kinds:?}"
-        );
-        let moof = kinds.iter().position(|k| *k == b"moof").unwrap();
-        assert!(
-            kinds[..moof].iter().filter(|k| **k == b"emsg").count() == 2,
-            "emsg boxes come before moof: {kinds:?}"
-        );
-        let pts: Vec<u64> = boxes
-            .iter()
-            .filter(|(k, _)| k == b"emsg")
-            .map(|(_, body)| {
-                assert!(body.ends_with(&id3));
-                u64::from_be_bytes(body[8..16].try_into().unwrap())
-            })
-            .collect();
-        assert_eq!(pts[0], seg_start + 1500 * 90, "ahead of the edge: exact");
+        let emsgs = |p: &PartOut| -> Vec<u64> {
+            let boxes = top_boxes(&p.bytes);
+            let kinds: Vec<&[u8; 4]> = boxes.iter().map(|(k, _)| k).collect();
+            let moof = kinds.iter().position(|k| *k == b"moof").unwrap();
+            assert!(
+                kinds[moof..].iter().all(|k| *k != b"emsg"),
+                "emsg boxes come before moof: {kinds:?}"
+            );
+            boxes
+                .iter()
+                .filter(|(k, _)| k == b"emsg")
+                .map(|(_, body)| {
+                    assert!(body.ends_with(&id3));
+                    u64::from_be_bytes(body[8..16].try_into().unwrap())
+                })
+                .collect()
+        };
+        let behind = emsgs(with_events[0]);
         let part_start = mp4_tfdt(&with_events[0].bytes);
-        assert_eq!(pts[1], part_start, "behind the edge: at the part's start");
+        assert_eq!(behind, [part_start], "behind the edge: at the part's start");
         assert!(part_start > seg_start + 100 * 90);
+        // The event ahead of the edge waits for the part whose media reaches its PDT, and is
+        // placed exactly: every rendition, however far behind, places it alike.
+        let ahead = emsgs(with_events[1]);
+        assert_eq!(ahead, [seg_start + 1500 * 90], "ahead of the edge: exact");
+        let carrier_start = mp4_tfdt(&with_events[1].bytes);
+        let carrier_end = carrier_start + (with_events[1].duration * 90_000.0).round() as u64;
+        assert!(
+            carrier_start <= seg_start + 1500 * 90 + 3000
+                && seg_start + 1500 * 90 <= carrier_end + 3000,
+            "carried by the part that reaches its time: {carrier_start}..{carrier_end}"
+        );
     }
 
     /// Base decode time of the first track fragment (tfdt v1) in a part.
