@@ -10,6 +10,7 @@
 pub mod browser;
 pub mod hls;
 pub mod mp4;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -17,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -32,6 +33,14 @@ pub const RENDITION: &str = "source";
 pub const FPS: f64 = 30.0;
 pub const WIDTH: u32 = 1280;
 pub const HEIGHT: u32 = 720;
+/// Keyframe interval of the clip in frames; with a segment target no longer than it, every
+/// segment lasts one GOP.
+pub const GOP_FRAMES: u32 = 60;
+
+/// Seconds between the clip's keyframes.
+pub fn gop_secs() -> f64 {
+    f64::from(GOP_FRAMES) / FPS
+}
 
 // ---------------------------------------------------------------------------------------------
 // Tools and temp files
@@ -149,16 +158,9 @@ pub fn clip() -> PathBuf {
                 "-profile:v",
                 "high",
             ])
-            .args([
-                "-pix_fmt",
-                "yuv420p",
-                "-bf",
-                "2",
-                "-g",
-                "60",
-                "-keyint_min",
-                "60",
-            ])
+            .args(["-pix_fmt", "yuv420p", "-bf", "2"])
+            .args(["-g", &GOP_FRAMES.to_string()])
+            .args(["-keyint_min", &GOP_FRAMES.to_string()])
             .args([
                 "-sc_threshold",
                 "0",
@@ -188,18 +190,62 @@ pub fn clip() -> PathBuf {
 
 // ---------------------------------------------------------------------------------------------
 // Log capture: server logs go to a buffer the tests can search (and that failing tests print).
+//
+// The tests of one binary run in parallel, each with its own tokio runtime and server(s), and
+// share one tracing subscriber. Every line is tagged with the runtime of the thread that logged
+// it, so a test searches only what its own servers logged. Lines from threads outside any
+// runtime (a transcoder's control thread, the chat store's writer) carry no tag: a test that
+// needs them must match something only it produces (its own stream name).
 
-#[derive(Clone)]
-struct LogSink(Arc<Mutex<Vec<u8>>>);
+/// Which runtime logged a line (tokio runtime ids are never reused: a 64-bit counter).
+type LineTag = Option<tokio::runtime::Id>;
 
-impl std::io::Write for LogSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if v.len() > 32 << 20 {
-            let cut = v.len() / 2;
-            v.drain(..cut);
+#[derive(Default)]
+struct LogLines {
+    lines: std::collections::VecDeque<(LineTag, String)>,
+    bytes: usize,
+}
+
+fn log_lines() -> &'static Mutex<LogLines> {
+    static LINES: OnceLock<Mutex<LogLines>> = OnceLock::new();
+    LINES.get_or_init(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                ferrocast::server::DEFAULT_LOG_FILTER,
+            ))
+            .with_ansi(false)
+            .with_writer(LogSink)
+            .try_init();
+        Mutex::new(LogLines::default())
+    })
+}
+
+fn current_runtime() -> LineTag {
+    tokio::runtime::Handle::try_current().ok().map(|h| h.id())
+}
+
+/// Makes one [`LineWriter`] per event, on the thread that logs it.
+struct LogSink;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
+    type Writer = LineWriter;
+    fn make_writer(&'a self) -> LineWriter {
+        LineWriter {
+            tag: current_runtime(),
+            buf: Vec::new(),
         }
-        v.extend_from_slice(buf);
+    }
+}
+
+/// Collects one formatted event and files it, tagged, when dropped.
+struct LineWriter {
+    tag: LineTag,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for LineWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -207,31 +253,82 @@ impl std::io::Write for LogSink {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
-    type Writer = LogSink;
-    fn make_writer(&'a self) -> LogSink {
-        self.clone()
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&self.buf).into_owned();
+        let mut logs = log_lines().lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a long run keeps the newest 16-32 MiB.
+        if logs.bytes > 32 << 20 {
+            while logs.bytes > 16 << 20 {
+                let Some((_, l)) = logs.lines.pop_front() else {
+                    break;
+                };
+                logs.bytes -= l.len();
+            }
+        }
+        logs.bytes += text.len();
+        logs.lines.push_back((self.tag, text));
     }
 }
 
-fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                ferrocast::server::DEFAULT_LOG_FILTER,
-            ))
-            .with_ansi(false)
-            .with_writer(LogSink(buf.clone()))
-            .try_init();
-        buf
-    })
+fn collect_logs(keep: impl Fn(LineTag) -> bool) -> String {
+    let logs = log_lines().lock().unwrap_or_else(|e| e.into_inner());
+    logs.lines
+        .iter()
+        .filter(|(tag, _)| keep(*tag))
+        .map(|(_, l)| l.as_str())
+        .collect()
 }
 
-/// Everything the in-process servers of this test binary logged so far.
+/// What the servers of the calling test logged so far: lines logged on its runtime's threads
+/// (call it from the test's async code).
 pub fn server_logs() -> String {
-    String::from_utf8_lossy(&log_buffer().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    let me = current_runtime();
+    assert!(
+        me.is_some(),
+        "server_logs() outside the test's runtime cannot tell whose lines are whose"
+    );
+    collect_logs(|tag| tag == me)
+}
+
+/// [`server_logs`] plus the lines of threads outside every runtime, which may belong to any
+/// test of this binary: match only what the calling test alone produces (its stream name).
+pub fn server_and_thread_logs() -> String {
+    let me = current_runtime();
+    assert!(
+        me.is_some(),
+        "server_and_thread_logs() outside the test's runtime"
+    );
+    collect_logs(|tag| tag == me || tag.is_none())
+}
+
+/// Polls [`server_logs`] (with `threads`, [`server_and_thread_logs`]) until a line satisfies
+/// `pred`; returns it. Panics at the deadline with the calling test's log.
+pub async fn wait_log_line(
+    timeout: Duration,
+    what: &str,
+    threads: bool,
+    pred: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let logs = if threads {
+            server_and_thread_logs()
+        } else {
+            server_logs()
+        };
+        if let Some(l) = logs.lines().find(|l| pred(l)) {
+            return l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line {what} within {timeout:?}; this test's log:\n{logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -299,7 +396,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(opts: ServerOpts) -> TestServer {
-        log_buffer();
+        log_lines();
         let dir = TempDir::new("server");
         let path = dir.path().join("ferrocast.toml");
         let mut toml = config_toml(&opts, "127.0.0.1:0", "127.0.0.1:0");
@@ -479,6 +576,43 @@ impl TestServer {
         }
     }
 
+    /// The `/api/v1/streams` entry of `name`, if listed.
+    pub async fn api_stream(&self, name: &str) -> Option<serde_json::Value> {
+        let r = self.get("/api/v1/streams").await;
+        assert_eq!(r.status, 200, "/api/v1/streams: {}", r.text());
+        let list: serde_json::Value =
+            serde_json::from_slice(&r.body).expect("/api/v1/streams is JSON");
+        list.as_array()?.iter().find(|s| s["name"] == name).cloned()
+    }
+
+    /// Waits until the server no longer counts a publisher for `name` (`publishing` false in
+    /// the API): the session is over and its last media handed to the packager.
+    pub async fn wait_not_publishing(&self, name: &str, timeout: Duration) -> serde_json::Value {
+        poll(timeout, &format!("`{name}` to stop publishing"), || async {
+            self.api_stream(name)
+                .await
+                .filter(|s| s["publishing"] == false)
+        })
+        .await
+    }
+
+    /// Waits until the live edge of `name` (end of its last part) is at least `margin_s`
+    /// past `pdt_s` (UNIX seconds): that much new media was published since.
+    pub async fn wait_edge_past(
+        &self,
+        name: &str,
+        pdt_s: f64,
+        margin_s: f64,
+    ) -> hls::MediaPlaylist {
+        self.wait_playlist(
+            name,
+            Duration::from_secs(20),
+            &format!("the live edge {margin_s} s past PDT {pdt_s}"),
+            |p| p.edge_pdt().is_some_and(|e| e >= pdt_s + margin_s),
+        )
+        .await
+    }
+
     pub async fn metrics(&self) -> Metrics {
         let r = self.get("/metrics").await;
         assert_eq!(r.status, 200);
@@ -489,9 +623,14 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let logs = server_logs();
+            // No assertion here: a second panic while unwinding would abort.
+            let me = current_runtime();
+            let logs = collect_logs(|tag| tag == me || tag.is_none());
             let tail: Vec<&str> = logs.lines().rev().take(60).collect();
-            eprintln!("---- server log (last {} lines) ----", tail.len());
+            eprintln!(
+                "---- server log of this test, with other threads' lines (last {}) ----",
+                tail.len()
+            );
             for l in tail.iter().rev() {
                 eprintln!("{l}");
             }
