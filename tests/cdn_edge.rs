@@ -169,6 +169,8 @@ async fn edge_caches_ll_hls_for_200_viewers() {
 
     // --- Headers an edge relies on, through the edge.
     let p = srv.playlist(STREAM, "").await;
+    // Part counts below scale with PART-TARGET; waits with the target duration.
+    let (td, pt) = (p.target(), p.part_target());
     let (msn, part) = p.last_part().expect("a part is listed");
     let part_uri = p
         .all_parts()
@@ -250,8 +252,9 @@ async fn edge_caches_ll_hls_for_200_viewers() {
         "hinted part through the edge: {:?}",
         answers.iter().map(|r| r.status).collect::<Vec<_>>()
     );
+    // The hinted part is at most a part away; held requests give up only after 3 x td.
     assert!(
-        took < Duration::from_secs(3),
+        took < Duration::from_secs_f64(td + 1.0),
         "20 held requests took {took:?}"
     );
     assert!(
@@ -305,10 +308,13 @@ async fn edge_caches_ll_hls_for_200_viewers() {
     });
 
     // Every viewer got every part that appeared at the origin inside the window.
+    // A part appears every PART-TARGET; allow a busy machine 40 % less.
     let expected = s["expected_per_viewer"].as_u64().unwrap();
+    let window_s = s["window_s"].as_f64().unwrap();
+    let min_expected = (0.6 * window_s / pt).floor();
     assert!(
-        expected >= 40,
-        "only {expected} parts appeared in the ~15 s window"
+        window_s >= RUN_SECS as f64 / 2.0 && expected as f64 >= min_expected,
+        "only {expected} parts appeared in the {window_s:.1} s window (PART-TARGET {pt})"
     );
     assert_eq!(s["viewers"].as_u64(), Some(VIEWERS as u64));
     // Every viewer was following the edge before the window opened (so "every part" is every
@@ -372,7 +378,11 @@ async fn edge_caches_ll_hls_for_200_viewers() {
         "origin during the run: {parts_published} parts published; requests {:?}",
         a.keys().map(|k| (*k, d(k))).collect::<Vec<_>>()
     );
-    assert!(parts_published >= 50.0, "{parts_published} parts published");
+    let min_published = (0.6 * RUN_SECS as f64 / pt).floor();
+    assert!(
+        parts_published >= min_published,
+        "{parts_published} parts published in {RUN_SECS} s at PART-TARGET {pt}"
+    );
     let part_ratio = d("part") / parts_published;
     assert!(
         (0.5..=1.5).contains(&part_ratio),
