@@ -317,7 +317,10 @@ async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
         "send box enabled: {ready}"
     );
     let steady = page.wait_steady();
-    println!("steady after {} ms: {}", steady["waitedMs"], steady["sample"]);
+    println!(
+        "steady after {} ms: {}",
+        steady["waitedMs"], steady["sample"]
+    );
 
     let mut alice = chat(&srv, "?name=alice").await;
     let mut moder = chat(&srv, &format!("?name=keeper&token={MOD_TOKEN}")).await;
@@ -446,7 +449,10 @@ async fn watch_page_chat_from_in_stream_metadata_alone() {
     assert_eq!(ready["chat"]["mode"], "stream", "{ready}");
     assert_eq!(ready["chat"]["inputDisabled"], true, "read-only: {ready}");
     let steady = page.wait_steady();
-    println!("steady after {} ms: {}", steady["waitedMs"], steady["sample"]);
+    println!(
+        "steady after {} ms: {}",
+        steady["waitedMs"], steady["sample"]
+    );
     let m3 = alice
         .say_and_echo(&format!("from the stream {MARKUP}"))
         .await;

@@ -186,5 +186,7 @@ fn a_test_sees_only_its_own_runtimes_log_lines() {
     assert!(!own.contains("rt-b"), "another runtime's line:\n{own}");
     assert!(!own.contains("no-runtime"), "a runtime-less line:\n{own}");
     assert!(with_threads.contains("no-runtime") && !with_threads.contains("rt-b"));
-    assert!(b.block_on(async { server_logs() }).contains("check=\"rt-b\""));
+    assert!(b
+        .block_on(async { server_logs() })
+        .contains("check=\"rt-b\""));
 }
