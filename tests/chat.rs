@@ -631,9 +631,11 @@ async fn chat_rides_in_every_rendition_at_its_pdt() {
         assert_eq!(evs[1].2, json!({"type": "deleted", "id": id}));
         assert!(evs[1].1 >= *at, "the deletion comes after the message");
     }
+    // The hub promises each rendition places an event at the same media time.
     assert_eq!(
-        src[0].0, rung[0].0,
-        "same presentation time in every rendition"
+        (src[0].0, src[1].0),
+        (rung[0].0, rung[1].0),
+        "same presentation times (90 kHz) in every rendition; message pdt {pdt}\n\
+         source (pt, PDT, event): {src:?}\n240p: {rung:?}"
     );
-    assert_eq!(src[1].0, rung[1].0);
 }
