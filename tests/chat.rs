@@ -410,9 +410,15 @@ async fn a_slow_reader_is_dropped_with_a_reason_and_others_keep_pace() {
     let (server, _p) =
         live("max_message_len = 8000\nburst = 1000\nrefill = \"0s\"\nsend_queue = 128\n").await;
     let (sender, _) = connect(&server, "?name=sender").await;
-    // The sender drains its own echoes so that it is not the slow one.
+    // The sender drains its own echoes so that it is not the slow one; it and the fast reader
+    // report how many frames they have read.
     let (mut sender, mut echoes) = sender.ws.split();
-    tokio::spawn(async move { while let Some(Ok(_)) = echoes.next().await {} });
+    let (echoed_tx, mut echoed) = tokio::sync::watch::channel(0usize);
+    tokio::spawn(async move {
+        while let Some(Ok(_)) = echoes.next().await {
+            echoed_tx.send_modify(|n| *n += 1);
+        }
+    });
     let (mut fast, _) = connect(&server, "?name=fast").await;
     // The slow reader's socket takes little before TCP pushes back.
     let sock = TcpSocket::new_v4().unwrap();
@@ -426,18 +432,29 @@ async fn a_slow_reader_is_dropped_with_a_reason_and_others_keep_pace() {
     let text = "y".repeat(7000);
     // More than the slow reader's socket buffers and queue can absorb.
     let n = 2000;
+    // Readers that keep reading are never this many frames behind the sender, well inside
+    // the server's send queue of 128: "fast" means reading, however busy the machine is.
+    let window = 64;
     let started = Instant::now();
+    let (got_tx, mut got_rx) = tokio::sync::watch::channel(0usize);
     let reader = tokio::spawn(async move {
         let mut got = 0;
         while got < n {
             if fast.next().await["type"] == "message" {
                 got += 1;
+                let _ = got_tx.send(got);
             }
         }
         got
     });
     let frame = json!({"type": "send", "text": text}).to_string();
-    for _ in 0..n {
+    for sent in 0..n {
+        for (who, rx) in [("fast reader", &mut got_rx), ("sender", &mut echoed)] {
+            tokio::time::timeout(WAIT, rx.wait_for(|&got| got + window >= sent))
+                .await
+                .unwrap_or_else(|_| panic!("the {who} stopped reading at {sent} sent"))
+                .unwrap_or_else(|_| panic!("the {who} is gone at {sent} sent"));
+        }
         sender
             .send(Message::Text(frame.clone().into()))
             .await
