@@ -8,12 +8,19 @@
 #![allow(dead_code)]
 
 pub mod browser;
+mod decode;
 pub mod hls;
+mod logs;
 pub mod mp4;
 pub mod ws;
 
+// Every test binary compiles the whole harness and uses a different part of it.
+#[allow(unused_imports)]
+pub use decode::{decode_errors, first_video_frame, probe, write_file, Probe};
+#[allow(unused_imports)]
+pub use logs::{server_and_thread_logs, server_logs, wait_log_line};
+
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -189,149 +196,6 @@ pub fn clip() -> PathBuf {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Log capture: server logs go to a buffer the tests can search (and that failing tests print).
-//
-// The tests of one binary run in parallel, each with its own tokio runtime and server(s), and
-// share one tracing subscriber. Every line is tagged with the runtime of the thread that logged
-// it, so a test searches only what its own servers logged. Lines from threads outside any
-// runtime (a transcoder's control thread, the chat store's writer) carry no tag: a test that
-// needs them must match something only it produces (its own stream name).
-
-/// Which runtime logged a line (tokio runtime ids are never reused: a 64-bit counter).
-type LineTag = Option<tokio::runtime::Id>;
-
-#[derive(Default)]
-struct LogLines {
-    lines: std::collections::VecDeque<(LineTag, String)>,
-    bytes: usize,
-}
-
-fn log_lines() -> &'static Mutex<LogLines> {
-    static LINES: OnceLock<Mutex<LogLines>> = OnceLock::new();
-    LINES.get_or_init(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                ferrocast::server::DEFAULT_LOG_FILTER,
-            ))
-            .with_ansi(false)
-            .with_writer(LogSink)
-            .try_init();
-        Mutex::new(LogLines::default())
-    })
-}
-
-fn current_runtime() -> LineTag {
-    tokio::runtime::Handle::try_current().ok().map(|h| h.id())
-}
-
-/// Makes one [`LineWriter`] per event, on the thread that logs it.
-struct LogSink;
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
-    type Writer = LineWriter;
-    fn make_writer(&'a self) -> LineWriter {
-        LineWriter {
-            tag: current_runtime(),
-            buf: Vec::new(),
-        }
-    }
-}
-
-/// Collects one formatted event and files it, tagged, when dropped.
-struct LineWriter {
-    tag: LineTag,
-    buf: Vec<u8>,
-}
-
-impl std::io::Write for LineWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for LineWriter {
-    fn drop(&mut self) {
-        if self.buf.is_empty() {
-            return;
-        }
-        let text = String::from_utf8_lossy(&self.buf).into_owned();
-        let mut logs = log_lines().lock().unwrap_or_else(|e| e.into_inner());
-        // Bounded: a long run keeps the newest 16-32 MiB.
-        if logs.bytes > 32 << 20 {
-            while logs.bytes > 16 << 20 {
-                let Some((_, l)) = logs.lines.pop_front() else {
-                    break;
-                };
-                logs.bytes -= l.len();
-            }
-        }
-        logs.bytes += text.len();
-        logs.lines.push_back((self.tag, text));
-    }
-}
-
-fn collect_logs(keep: impl Fn(LineTag) -> bool) -> String {
-    let logs = log_lines().lock().unwrap_or_else(|e| e.into_inner());
-    logs.lines
-        .iter()
-        .filter(|(tag, _)| keep(*tag))
-        .map(|(_, l)| l.as_str())
-        .collect()
-}
-
-/// What the servers of the calling test logged so far: lines logged on its runtime's threads
-/// (call it from the test's async code).
-pub fn server_logs() -> String {
-    let me = current_runtime();
-    assert!(
-        me.is_some(),
-        "server_logs() outside the test's runtime cannot tell whose lines are whose"
-    );
-    collect_logs(|tag| tag == me)
-}
-
-/// [`server_logs`] plus the lines of threads outside every runtime, which may belong to any
-/// test of this binary: match only what the calling test alone produces (its stream name).
-pub fn server_and_thread_logs() -> String {
-    let me = current_runtime();
-    assert!(
-        me.is_some(),
-        "server_and_thread_logs() outside the test's runtime"
-    );
-    collect_logs(|tag| tag == me || tag.is_none())
-}
-
-/// Polls [`server_logs`] (with `threads`, [`server_and_thread_logs`]) until a line satisfies
-/// `pred`; returns it. Panics at the deadline with the calling test's log.
-pub async fn wait_log_line(
-    timeout: Duration,
-    what: &str,
-    threads: bool,
-    pred: impl Fn(&str) -> bool,
-) -> String {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let logs = if threads {
-            server_and_thread_logs()
-        } else {
-            server_logs()
-        };
-        if let Some(l) = logs.lines().find(|l| pred(l)) {
-            return l.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line {what} within {timeout:?}; this test's log:\n{logs}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Server
 
 pub struct ServerOpts {
@@ -396,7 +260,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(opts: ServerOpts) -> TestServer {
-        log_lines();
+        logs::install();
         let dir = TempDir::new("server");
         let path = dir.path().join("ferrocast.toml");
         let mut toml = config_toml(&opts, "127.0.0.1:0", "127.0.0.1:0");
@@ -623,9 +487,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            // No assertion here: a second panic while unwinding would abort.
-            let me = current_runtime();
-            let logs = collect_logs(|tag| tag == me || tag.is_none());
+            let logs = logs::for_failure_report();
             let tail: Vec<&str> = logs.lines().rev().take(60).collect();
             eprintln!(
                 "---- server log of this test, with other threads' lines (last {}) ----",
@@ -831,131 +693,6 @@ impl Publisher {
     pub fn kill(&mut self) {
         self.child = None;
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Decoding with ffprobe / ffmpeg
-
-/// What ffprobe counted in a file.
-#[derive(Debug, Default)]
-pub struct Probe {
-    pub video_frames: u64,
-    pub audio_frames: u64,
-    pub width: u32,
-    pub height: u32,
-    pub video_codec: String,
-    pub audio_codec: String,
-    pub sample_rate: u32,
-    pub channels: u32,
-}
-
-/// `ffprobe -count_frames` on `path`.
-pub fn probe(path: &Path) -> Probe {
-    let out = Command::new(require_tool("ffprobe"))
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-of",
-            "json",
-            "-show_streams",
-        ])
-        .arg(path)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
-    let mut p = Probe::default();
-    for s in v["streams"].as_array().cloned().unwrap_or_default() {
-        let frames = s["nb_read_frames"]
-            .as_str()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        match s["codec_type"].as_str() {
-            Some("video") => {
-                p.video_frames = frames;
-                p.width = s["width"].as_u64().unwrap_or(0) as u32;
-                p.height = s["height"].as_u64().unwrap_or(0) as u32;
-                p.video_codec = s["codec_name"].as_str().unwrap_or("").into();
-            }
-            Some("audio") => {
-                p.audio_frames = frames;
-                p.audio_codec = s["codec_name"].as_str().unwrap_or("").into();
-                p.sample_rate = s["sample_rate"]
-                    .as_str()
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0);
-                p.channels = s["channels"].as_u64().unwrap_or(0) as u32;
-            }
-            _ => {}
-        }
-    }
-    p
-}
-
-/// (key_frame, pict_type) of the first decoded video frame.
-pub fn first_video_frame(path: &Path) -> (bool, String) {
-    let out = Command::new(require_tool("ffprobe"))
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_frames",
-            "-read_intervals",
-            "%+#1",
-        ])
-        .args(["-show_entries", "frame=key_frame,pict_type", "-of", "json"])
-        .arg(path)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
-    let f = &v["frames"][0];
-    assert!(
-        f.is_object(),
-        "no video frame decoded from {}",
-        path.display()
-    );
-    (
-        f["key_frame"].as_i64() == Some(1),
-        f["pict_type"].as_str().unwrap_or("").to_string(),
-    )
-}
-
-/// Whatever `ffmpeg -v error -i FILE -f null -` prints: empty for a clean decode.
-pub fn decode_errors(path: &Path) -> String {
-    let out = Command::new(require_tool("ffmpeg"))
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("run ffmpeg");
-    let mut s = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        s.push_str(&format!("\n(ffmpeg exited with {})", out.status));
-    }
-    s
-}
-
-/// Writes `parts` concatenated to `dir/name` and returns the path.
-pub fn write_file(dir: &Path, name: &str, parts: &[&[u8]]) -> PathBuf {
-    let path = dir.join(name);
-    let mut f = std::fs::File::create(&path).unwrap();
-    for p in parts {
-        f.write_all(p).unwrap();
-    }
-    path
 }
 
 // ---------------------------------------------------------------------------------------------
