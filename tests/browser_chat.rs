@@ -30,12 +30,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::browser::{check_prerequisites, root};
+use common::ws::{self, WsClient};
 use common::{tail, Publisher, ServerOpts, TestServer};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{client_async, WebSocketStream};
 
 const STREAM: &str = "chatview";
 const KEY: &str = "chat-view-key";
@@ -110,6 +107,17 @@ impl Page {
         r
     }
 
+    /// Waits until playback has settled at its distance from the live edge, so a message's
+    /// hold measures the picture's progress, not hls.js's start-up catch-up.
+    fn wait_steady(&mut self) -> Value {
+        let r = self.cmd(
+            json!({"cmd": "wait-steady", "timeout": 30}),
+            Duration::from_secs(45),
+        );
+        assert_eq!(r["ok"], true, "playback never settled: {r}");
+        r
+    }
+
     fn wait_shown(&mut self, id: u64) -> Value {
         let r = self.cmd(
             json!({"cmd": "wait-shown", "id": id, "timeout": 20}),
@@ -150,65 +158,9 @@ impl Drop for Page {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// A chat client
-
-struct Chat {
-    ws: WebSocketStream<TcpStream>,
-}
-
-impl Chat {
-    async fn connect(srv: &TestServer, query: &str) -> (Chat, Value) {
-        let tcp = TcpStream::connect(srv.http).await.unwrap();
-        let url = format!("ws://{}/live/{STREAM}/chat{query}", srv.http);
-        let (ws, _) = client_async(url, tcp).await.expect("WebSocket upgrade");
-        let mut c = Chat { ws };
-        let w = c.next().await;
-        assert_eq!(w["type"], "welcome", "first frame: {w}");
-        (c, w)
-    }
-
-    async fn next(&mut self) -> Value {
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(15), self.ws.next())
-                .await
-                .expect("a chat frame in time")
-                .expect("chat connection open")
-                .expect("no WebSocket error");
-            if let Message::Text(t) = m {
-                return serde_json::from_str(t.as_str()).unwrap();
-            }
-        }
-    }
-
-    /// The next frame of `kind` that `pred` accepts (others skipped).
-    async fn expect(&mut self, kind: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        loop {
-            let v = self.next().await;
-            if v["type"] == kind && pred(&v) {
-                return v;
-            }
-            assert_ne!(
-                v["type"], "error",
-                "chat error while waiting for {kind}: {v}"
-            );
-        }
-    }
-
-    async fn send(&mut self, v: Value) {
-        self.ws
-            .send(Message::Text(v.to_string().into()))
-            .await
-            .unwrap();
-    }
-
-    /// Says `text` and returns the server's `message` frame for it (id, pdt, ts).
-    async fn say(&mut self, text: &str) -> Value {
-        self.send(json!({"type": "send", "text": text})).await;
-        let t = text.to_string();
-        self.expect("message", move |v| v["text"] == t.as_str())
-            .await
-    }
+/// A chat client in the test stream's room.
+async fn chat(srv: &TestServer, query: &str) -> WsClient {
+    ws::connect(srv.http, STREAM, query).await.0
 }
 
 fn f(v: &Value) -> f64 {
@@ -364,13 +316,16 @@ async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
         ready["chat"]["inputDisabled"], false,
         "send box enabled: {ready}"
     );
-    // Let playback settle at its distance from the live edge.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let steady = page.wait_steady();
+    println!(
+        "steady after {} ms: {}",
+        steady["waitedMs"], steady["sample"]
+    );
 
-    let (mut alice, _) = Chat::connect(&srv, "?name=alice").await;
-    let (mut moder, _) = Chat::connect(&srv, &format!("?name=keeper&token={MOD_TOKEN}")).await;
+    let mut alice = chat(&srv, "?name=alice").await;
+    let mut moder = chat(&srv, &format!("?name=keeper&token={MOD_TOKEN}")).await;
 
-    let m1 = alice.say(&format!("hello {MARKUP}")).await;
+    let m1 = alice.say_and_echo(&format!("hello {MARKUP}")).await;
     let r1 = page.wait_shown(m1["id"].as_u64().unwrap());
     let line1 = check_shown(&m1, &r1, false);
     println!("{line1}");
@@ -391,19 +346,29 @@ async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
     }
 
     let mut lines = vec![line1];
+    let part_target = srv.playlist(STREAM, "").await.part_target();
+    let mut last_pdt = f(&m1["pdt"]) / 1000.0;
     for i in 0..3 {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        let m = alice.say(&format!("message {i} <i>not italic</i>")).await;
+        // Each message at its own place on the timeline: the live edge (which stamps pdt) has
+        // moved two parts on since the last one.
+        srv.wait_edge_past(STREAM, last_pdt, 1.5 * part_target)
+            .await;
+        let m = alice
+            .say_and_echo(&format!("message {i} <i>not italic</i>"))
+            .await;
+        last_pdt = f(&m["pdt"]) / 1000.0;
         let r = page.wait_shown(m["id"].as_u64().unwrap());
         lines.push(check_shown(&m, &r, false));
     }
 
     // A moderator client deletes a message: it leaves the page.
-    let m2 = alice.say("to be deleted by a moderator client").await;
+    let m2 = alice
+        .say_and_echo("to be deleted by a moderator client")
+        .await;
     let id2 = m2["id"].as_u64().unwrap();
     page.wait_shown(id2);
-    moder.send(json!({"type": "delete", "id": id2})).await;
-    alice.expect("deleted", |v| v["id"] == id2).await;
+    moder.send_json(json!({"type": "delete", "id": id2})).await;
+    alice.expect_where("deleted", |v| v["id"] == id2).await;
     page.wait_gone(id2);
 
     // The page's own delete button: everyone else is told.
@@ -413,7 +378,7 @@ async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
         Duration::from_secs(20),
     );
     assert_eq!(r["ok"], true, "{r}");
-    alice.expect("deleted", |v| v["id"] == id1).await;
+    alice.expect_where("deleted", |v| v["id"] == id1).await;
     page.wait_gone(id1);
 
     // The page's send box reaches the other clients, under the page's name.
@@ -423,7 +388,7 @@ async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
     );
     assert_eq!(r["ok"], true, "{r}");
     let typed = alice
-        .expect("message", |v| v["text"] == "typed <u>on</u> the page")
+        .expect_where("message", |v| v["text"] == "typed <u>on</u> the page")
         .await;
     assert_eq!(typed["name"], "pagewatcher", "{typed}");
     page.wait_shown(typed["id"].as_u64().unwrap());
@@ -431,7 +396,7 @@ async fn watch_page_chat_over_websocket_in_step_with_the_picture() {
     // "Instant": the toggle off shows a message on arrival, before its picture.
     let r = page.cmd(json!({"cmd": "set-sync"}), Duration::from_secs(20));
     assert_eq!(r["sync"], false, "{r}");
-    let m = alice.say("instant one").await;
+    let m = alice.say_and_echo("instant one").await;
     let r = page.wait_shown(m["id"].as_u64().unwrap());
     let rec = &r["rec"];
     assert_eq!(rec["reason"], "instant", "{r}");
@@ -476,15 +441,21 @@ async fn watch_page_chat_from_in_stream_metadata_alone() {
     let _serial = SERIAL.lock().await;
     let (srv, mut publisher) = live_server().await;
     let scratch = srv.dir.path().to_path_buf();
-    let (mut alice, _) = Chat::connect(&srv, "?name=alice").await;
-    let (mut moder, _) = Chat::connect(&srv, &format!("?name=keeper&token={MOD_TOKEN}")).await;
+    let mut alice = chat(&srv, "?name=alice").await;
+    let mut moder = chat(&srv, &format!("?name=keeper&token={MOD_TOKEN}")).await;
     let url = format!("http://{}/watch/{STREAM}?chat=stream", srv.http);
     let mut page = Page::open(&url, &scratch, "stream");
     let ready = page.wait_playing();
     assert_eq!(ready["chat"]["mode"], "stream", "{ready}");
     assert_eq!(ready["chat"]["inputDisabled"], true, "read-only: {ready}");
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let m3 = alice.say(&format!("from the stream {MARKUP}")).await;
+    let steady = page.wait_steady();
+    println!(
+        "steady after {} ms: {}",
+        steady["waitedMs"], steady["sample"]
+    );
+    let m3 = alice
+        .say_and_echo(&format!("from the stream {MARKUP}"))
+        .await;
     let id3 = m3["id"].as_u64().unwrap();
     let r3 = page.cmd(
         json!({"cmd": "wait-shown", "id": id3, "timeout": 20}),
@@ -509,7 +480,7 @@ async fn watch_page_chat_from_in_stream_metadata_alone() {
         "the event's media time maps to {d:.0} ms from the message's pdt: {r3}"
     );
     // A deletion travels in the stream too.
-    moder.send(json!({"type": "delete", "id": id3})).await;
+    moder.send_json(json!({"type": "delete", "id": id3})).await;
     page.wait_gone(id3);
     let st = page.cmd(json!({"cmd": "state"}), Duration::from_secs(20));
     assert_eq!(

@@ -187,6 +187,8 @@ async fn edge_caches_ll_hls_for_200_viewers() {
 
     // --- Headers an edge relies on, through the edge.
     let p = srv.playlist(STREAM, "").await;
+    // Part counts below scale with PART-TARGET; waits with the target duration.
+    let (td, pt) = (p.target(), p.part_target());
     let (msn, part) = p.last_part().expect("a part is listed");
     let part_uri = p
         .all_parts()
@@ -268,8 +270,9 @@ async fn edge_caches_ll_hls_for_200_viewers() {
         "hinted part through the edge: {:?}",
         answers.iter().map(|r| r.status).collect::<Vec<_>>()
     );
+    // The hinted part is at most a part away; held requests give up only after 3 x td.
     assert!(
-        took < Duration::from_secs(3),
+        took < Duration::from_secs_f64(td + 1.0),
         "20 held requests took {took:?}"
     );
     assert!(
@@ -324,10 +327,13 @@ async fn edge_caches_ll_hls_for_200_viewers() {
     });
 
     // Every viewer got every part that appeared at the origin inside the window.
+    // A part appears every PART-TARGET; allow a busy machine 40 % less.
     let expected = s["expected_per_viewer"].as_u64().unwrap();
+    let window_s = s["window_s"].as_f64().unwrap();
+    let min_expected = (0.6 * window_s / pt).floor();
     assert!(
-        expected >= 40,
-        "only {expected} parts appeared in the ~15 s window"
+        window_s >= RUN_SECS as f64 / 2.0 && expected as f64 >= min_expected,
+        "only {expected} parts appeared in the {window_s:.1} s window (PART-TARGET {pt})"
     );
     assert_eq!(s["viewers"].as_u64(), Some(VIEWERS as u64));
     // Every viewer was following the edge before the window opened (so "every part" is every
@@ -355,7 +361,10 @@ async fn edge_caches_ll_hls_for_200_viewers() {
     assert!(requests["segment"].as_u64().unwrap() > 0 && requests["init"].as_u64().unwrap() > 0);
     // Delivery through the edge: bounded by the origin's hold limit, never a stall.
     let p99 = s["latency_ms"]["p99"].as_f64().unwrap();
-    assert!(p99 < 2000.0, "part delivery p99 {p99} ms through the edge");
+    assert!(
+        p99 < 1000.0 * td,
+        "part delivery p99 {p99} ms through the edge (target duration {td} s)"
+    );
 
     // The edge answered parts and segments from its cache.
     edge.stop();
@@ -391,7 +400,11 @@ async fn edge_caches_ll_hls_for_200_viewers() {
         "origin during the run: {parts_published} parts published; requests {:?}",
         a.keys().map(|k| (*k, d(k))).collect::<Vec<_>>()
     );
-    assert!(parts_published >= 50.0, "{parts_published} parts published");
+    let min_published = (0.6 * RUN_SECS as f64 / pt).floor();
+    assert!(
+        parts_published >= min_published,
+        "{parts_published} parts published in {RUN_SECS} s at PART-TARGET {pt}"
+    );
     let part_ratio = d("part") / parts_published;
     assert!(
         (0.5..=1.5).contains(&part_ratio),

@@ -9,14 +9,18 @@ use common::hls::{self, MediaPlaylist};
 use common::mp4;
 use common::*;
 
-const GRACE: Duration = Duration::from_secs(3);
+/// The server's `grace`: generous, so the second publisher (an ffmpeg starting on a busy
+/// machine) is surely back in time.
+const GRACE: Duration = Duration::from_secs(6);
+/// How long the publisher stays away before it comes back (well within GRACE).
+const AWAY: Duration = Duration::from_secs(1);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_reconnecting_within_grace_continues_the_playlist_then_it_ends() {
     // A window long enough to keep both sessions in view.
     let srv = TestServer::start(ServerOpts {
         window: 12,
-        grace: "3s",
+        grace: "6s",
         ..Default::default()
     })
     .await;
@@ -31,7 +35,18 @@ async fn publisher_reconnecting_within_grace_continues_the_playlist_then_it_ends
         first.stderr()
     );
     let first_gone = Instant::now();
-    let p1 = srv.playlist(STREAM, "").await;
+    // The server sees the session end, then flushes its last part: the segment it was
+    // building is closed and nothing is open. Only then is `p1` the first session's last word.
+    srv.wait_not_publishing(STREAM, Duration::from_secs(10))
+        .await;
+    let p1 = srv
+        .wait_playlist(
+            STREAM,
+            Duration::from_secs(10),
+            "the first session's last part flushed",
+            |p| p.open.is_none(),
+        )
+        .await;
     hls::check_rules(&p1);
     assert!(
         !p1.endlist,
@@ -43,9 +58,11 @@ async fn publisher_reconnecting_within_grace_continues_the_playlist_then_it_ends
         .last()
         .expect("segments from the first session")
         .clone();
+    let whole_gops = (8.0 / gop_secs()).floor() as usize;
     assert!(
-        p1.segments.len() >= 3,
-        "8 s of media make at least 3 segments:\n{}",
+        p1.segments.len() + 1 >= whole_gops,
+        "8 s of media make at least {} segments:\n{}",
+        whole_gops - 1,
         p1.text
     );
     assert!(p1.segments.iter().all(|s| !s.discontinuity));
@@ -60,15 +77,16 @@ async fn publisher_reconnecting_within_grace_continues_the_playlist_then_it_ends
         async move { client.get(&url).await }
     });
 
-    // --- Back after ~1 s, well within the 3 s grace.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // --- Nobody publishes for AWAY (the scenario's gap, not a wait for anything), then the
+    // publisher is back, well within the grace.
+    tokio::time::sleep(AWAY).await;
     assert!(
         !held.is_finished(),
         "the blocking request was answered while nobody published"
     );
     let gap = first_gone.elapsed().as_secs_f64();
     assert!(
-        gap < GRACE.as_secs_f64() - 1.0,
+        gap < GRACE.as_secs_f64() - 2.0,
         "test too slow to reconnect within grace ({gap}s)"
     );
     let mut second = Publisher::start(&url, 8.0, srv.dir.path());
@@ -129,8 +147,9 @@ async fn publisher_reconnecting_within_grace_continues_the_playlist_then_it_ends
     );
     // PDT jumps forward by about the time the publisher was away.
     let jump = resumed.pdt.unwrap() - (last_old.pdt.unwrap() + last_old.duration);
+    // Upper bound: the second ffmpeg's start-up on a busy machine.
     assert!(
-        jump > gap - 0.5 && jump < gap + 3.0,
+        jump > gap - 0.5 && jump < gap + 5.0,
         "PDT jumps {jump:.3}s across a reconnect gap of {gap:.3}s:\n{}",
         p2.text
     );
@@ -184,9 +203,14 @@ async fn publisher_reconnecting_within_grace_continues_the_playlist_then_it_ends
         second.stderr()
     );
     let gone = Instant::now();
-    tokio::time::sleep(GRACE / 3).await;
+    // Once the server has noticed, the grace runs: still not ended.
+    srv.wait_not_publishing(STREAM, Duration::from_secs(10))
+        .await;
     let during = srv.playlist(STREAM, "").await;
-    assert!(!during.endlist, "ended before the grace period was over");
+    assert!(
+        !during.endlist || gone.elapsed() >= GRACE,
+        "ended before the grace period was over"
+    );
     let ended = srv
         .wait_playlist(
             STREAM,
@@ -213,8 +237,9 @@ async fn publisher_reconnecting_within_grace_continues_the_playlist_then_it_ends
     ] {
         let r = srv.client.get(&srv.playlist_url(STREAM, &q)).await;
         assert_eq!(r.status, 200, "?{q} on an ended stream: {}", r.text());
+        // Not held: a held request would wait up to three target durations.
         assert!(
-            r.elapsed < Duration::from_secs(1),
+            r.elapsed < Duration::from_secs_f64(ended.target()),
             "?{q} held {:?} on an ended stream",
             r.elapsed
         );

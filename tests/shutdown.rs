@@ -136,7 +136,21 @@ async fn sigterm_ends_playlists_and_exits_zero() {
         let url = playlist_url(&format!("?_HLS_msn={far}&_HLS_part=0"));
         async move { client.get(&url).await }
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The server has it once its counter of blocking reloads does (the only one made).
+    poll(
+        Duration::from_secs(10),
+        "the server to count the blocking request",
+        || {
+            let client = client.clone();
+            let url = format!("http://{http}/metrics");
+            async move {
+                let m = Metrics::parse(&client.get(&url).await.text());
+                let key = "ferrocast_http_requests_by_kind_total{kind=\"playlist_blocking\"}";
+                (m.0.get(key).copied().unwrap_or(0.0) >= 1.0).then_some(())
+            }
+        },
+    )
+    .await;
     if held.is_finished() {
         let r = held.await.unwrap();
         panic!(

@@ -7,8 +7,12 @@
 // Reads one JSON command per stdin line, answers one JSON line on stdout for each:
 //   {"cmd":"wait-playing","timeout":S}   -> {ok, sample, chat}: video playing (and chat connected
 //                                            unless the page runs ?chat=stream)
-//   {"cmd":"wait-shown","id":N,"timeout":S} -> {ok, rec, dom}: message N is in the list; rec is
-//                                            its H.chat.shown record, dom what the list holds
+//   {"cmd":"wait-steady","timeout":S}    -> {ok, sample, waitedMs}: playing at normal speed (hls.js
+//                                            done catching up) within 1 s of its target distance
+//                                            from the live edge, with media buffered ahead
+//   {"cmd":"wait-shown","id":N,"timeout":S} -> {ok, rec, dom}: message N is in the list and its
+//                                            paint time recorded; rec is its H.chat.shown
+//                                            record, dom what the list holds
 //   {"cmd":"wait-gone","id":N,"timeout":S}  -> {ok}: message N is no longer in the list
 //   {"cmd":"click-delete","id":N}        -> {ok}: clicks the moderator delete button of N
 //   {"cmd":"type-send","text":T}         -> {ok}: types T into the send box and presses Enter
@@ -107,9 +111,22 @@ if (!url) fail('usage: chat.js PAGE_URL');
                  (H.chat.mode === 'stream' || H.chat.connected);
         }));
         out({ ok: !!ok, sample: await page.evaluate(() => H.sample()), chat: await chatState() });
+      } else if (c.cmd === 'wait-steady') {
+        const t0 = Date.now();
+        const ok = await waitFor(c.timeout || 30, () => page.evaluate(() => {
+          const v = document.querySelector('video');
+          const s = H.sample();
+          const ahead = s.buffered ? s.buffered[1] - v.currentTime : 0;
+          return H.state === 'playing' && !v.paused && v.readyState >= 3 && v.playbackRate === 1 &&
+                 s.hlsLatency != null && s.targetLatency != null &&
+                 s.hlsLatency <= s.targetLatency + 1 && ahead > 0;
+        }));
+        out({ ok: !!ok, sample: await page.evaluate(() => H.sample()), waitedMs: Date.now() - t0 });
       } else if (c.cmd === 'wait-shown') {
-        const ok = await waitFor(c.timeout || 15, () => page.evaluate(id => !!document.querySelector(`#chat-list li[data-id="${id}"]`), c.id));
-        await page.waitForTimeout(100); // let the paint time be recorded
+        const shown = () => page.evaluate(id => !!document.querySelector(`#chat-list li[data-id="${id}"]`), c.id);
+        // Shown, then painted: the first animation frame after the insertion records paintAt.
+        const painted = () => page.evaluate(id => (H.chat.shown.find(r => r.id === id) || {}).paintAt != null, c.id);
+        const ok = await waitFor(c.timeout || 15, shown) && await waitFor(5, painted);
         const chat = await chatState();
         out({ ok: !!ok, rec: chat.shown.find(r => r.id === c.id) || null, dom: await domOf(c.id), chat,
               meta: chat.meta[c.id] || null, sample: await page.evaluate(() => H.sample()) });

@@ -147,7 +147,13 @@ async function pinned(url, secs, height) {
     }
     if (level < 0) return { url, status, error: `never played a level of height ${height}` };
     await page.evaluate(l => { hls.currentLevel = l; }, level);
-    await page.waitForTimeout(4000); // settle on the pinned level
+    // Settled once the picture on screen is the pinned level's.
+    try {
+      await page.waitForFunction(([l, h]) => hls.currentLevel === l &&
+        document.querySelector('video').videoHeight === h, [level, height], { timeout: 30000, polling: 100 });
+    } catch (e) {
+      return { url, status, error: `the picture never switched to height ${height}` };
+    }
     const samples = [];
     for (let i = 0; i < secs; i++) {
       await page.waitForTimeout(1000);

@@ -210,6 +210,27 @@ impl MediaPlaylist {
             .unwrap()
     }
 
+    /// `EXT-X-TARGETDURATION` in seconds: what timing windows of the tests scale with.
+    pub fn target(&self) -> f64 {
+        self.target_duration.expect("EXT-X-TARGETDURATION") as f64
+    }
+
+    /// Program date-time (UNIX seconds) of the live edge: the end of the last listed part, or
+    /// of the last complete segment. None without a PDT.
+    pub fn edge_pdt(&self) -> Option<f64> {
+        let last = self.segments.last();
+        match &self.open {
+            Some(o) if !o.parts.is_empty() => {
+                let start = match o.pdt {
+                    Some(p) => p,
+                    None => last.and_then(|s| Some(s.pdt? + s.duration))?,
+                };
+                Some(start + o.parts.iter().map(|p| p.duration).sum::<f64>())
+            }
+            _ => last.and_then(|s| Some(s.pdt? + s.duration)),
+        }
+    }
+
     pub fn server_control(&self, key: &str) -> Option<String> {
         self.server_control.as_ref()?.get(key).cloned()
     }

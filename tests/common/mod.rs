@@ -9,16 +9,24 @@
 
 pub mod browser;
 pub mod cluster;
+mod decode;
 pub mod hls;
+mod logs;
 pub mod mp4;
+pub mod ws;
+
+// Every test binary compiles the whole harness and uses a different part of it.
+#[allow(unused_imports)]
+pub use decode::{decode_errors, first_video_frame, probe, write_file, Probe};
+#[allow(unused_imports)]
+pub use logs::{server_and_thread_logs, server_logs, wait_log_line};
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -33,6 +41,14 @@ pub const RENDITION: &str = "source";
 pub const FPS: f64 = 30.0;
 pub const WIDTH: u32 = 1280;
 pub const HEIGHT: u32 = 720;
+/// Keyframe interval of the clip in frames; with a segment target no longer than it, every
+/// segment lasts one GOP.
+pub const GOP_FRAMES: u32 = 60;
+
+/// Seconds between the clip's keyframes.
+pub fn gop_secs() -> f64 {
+    f64::from(GOP_FRAMES) / FPS
+}
 
 // ---------------------------------------------------------------------------------------------
 // Tools and temp files
@@ -151,16 +167,9 @@ pub fn clip() -> PathBuf {
                 "-profile:v",
                 "high",
             ])
-            .args([
-                "-pix_fmt",
-                "yuv420p",
-                "-bf",
-                "2",
-                "-g",
-                "60",
-                "-keyint_min",
-                "60",
-            ])
+            .args(["-pix_fmt", "yuv420p", "-bf", "2"])
+            .args(["-g", &GOP_FRAMES.to_string()])
+            .args(["-keyint_min", &GOP_FRAMES.to_string()])
             .args([
                 "-sc_threshold",
                 "0",
@@ -186,54 +195,6 @@ pub fn clip() -> PathBuf {
         path
     })
     .clone()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Log capture: server logs go to a buffer the tests can search (and that failing tests print).
-
-#[derive(Clone)]
-struct LogSink(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if v.len() > 32 << 20 {
-            let cut = v.len() / 2;
-            v.drain(..cut);
-        }
-        v.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
-    type Writer = LogSink;
-    fn make_writer(&'a self) -> LogSink {
-        self.clone()
-    }
-}
-
-fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                ferrocast::server::DEFAULT_LOG_FILTER,
-            ))
-            .with_ansi(false)
-            .with_writer(LogSink(buf.clone()))
-            .try_init();
-        buf
-    })
-}
-
-/// Everything the in-process servers of this test binary logged so far.
-pub fn server_logs() -> String {
-    String::from_utf8_lossy(&log_buffer().lock().unwrap_or_else(|e| e.into_inner())).into_owned()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -301,7 +262,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(opts: ServerOpts) -> TestServer {
-        log_buffer();
+        logs::install();
         let dir = TempDir::new("server");
         let path = dir.path().join("ferrocast.toml");
         let mut toml = config_toml(&opts, "127.0.0.1:0", "127.0.0.1:0");
@@ -481,6 +442,43 @@ impl TestServer {
         }
     }
 
+    /// The `/api/v1/streams` entry of `name`, if listed.
+    pub async fn api_stream(&self, name: &str) -> Option<serde_json::Value> {
+        let r = self.get("/api/v1/streams").await;
+        assert_eq!(r.status, 200, "/api/v1/streams: {}", r.text());
+        let list: serde_json::Value =
+            serde_json::from_slice(&r.body).expect("/api/v1/streams is JSON");
+        list.as_array()?.iter().find(|s| s["name"] == name).cloned()
+    }
+
+    /// Waits until the server no longer counts a publisher for `name` (`publishing` false in
+    /// the API): the session is over and its last media handed to the packager.
+    pub async fn wait_not_publishing(&self, name: &str, timeout: Duration) -> serde_json::Value {
+        poll(timeout, &format!("`{name}` to stop publishing"), || async {
+            self.api_stream(name)
+                .await
+                .filter(|s| s["publishing"] == false)
+        })
+        .await
+    }
+
+    /// Waits until the live edge of `name` (end of its last part) is at least `margin_s`
+    /// past `pdt_s` (UNIX seconds): that much new media was published since.
+    pub async fn wait_edge_past(
+        &self,
+        name: &str,
+        pdt_s: f64,
+        margin_s: f64,
+    ) -> hls::MediaPlaylist {
+        self.wait_playlist(
+            name,
+            Duration::from_secs(20),
+            &format!("the live edge {margin_s} s past PDT {pdt_s}"),
+            |p| p.edge_pdt().is_some_and(|e| e >= pdt_s + margin_s),
+        )
+        .await
+    }
+
     pub async fn metrics(&self) -> Metrics {
         let r = self.get("/metrics").await;
         assert_eq!(r.status, 200);
@@ -491,9 +489,12 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            let logs = server_logs();
+            let logs = logs::for_failure_report();
             let tail: Vec<&str> = logs.lines().rev().take(60).collect();
-            eprintln!("---- server log (last {} lines) ----", tail.len());
+            eprintln!(
+                "---- server log of this test, with other threads' lines (last {}) ----",
+                tail.len()
+            );
             for l in tail.iter().rev() {
                 eprintln!("{l}");
             }
@@ -694,131 +695,6 @@ impl Publisher {
     pub fn kill(&mut self) {
         self.child = None;
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Decoding with ffprobe / ffmpeg
-
-/// What ffprobe counted in a file.
-#[derive(Debug, Default)]
-pub struct Probe {
-    pub video_frames: u64,
-    pub audio_frames: u64,
-    pub width: u32,
-    pub height: u32,
-    pub video_codec: String,
-    pub audio_codec: String,
-    pub sample_rate: u32,
-    pub channels: u32,
-}
-
-/// `ffprobe -count_frames` on `path`.
-pub fn probe(path: &Path) -> Probe {
-    let out = Command::new(require_tool("ffprobe"))
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-of",
-            "json",
-            "-show_streams",
-        ])
-        .arg(path)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
-    let mut p = Probe::default();
-    for s in v["streams"].as_array().cloned().unwrap_or_default() {
-        let frames = s["nb_read_frames"]
-            .as_str()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        match s["codec_type"].as_str() {
-            Some("video") => {
-                p.video_frames = frames;
-                p.width = s["width"].as_u64().unwrap_or(0) as u32;
-                p.height = s["height"].as_u64().unwrap_or(0) as u32;
-                p.video_codec = s["codec_name"].as_str().unwrap_or("").into();
-            }
-            Some("audio") => {
-                p.audio_frames = frames;
-                p.audio_codec = s["codec_name"].as_str().unwrap_or("").into();
-                p.sample_rate = s["sample_rate"]
-                    .as_str()
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0);
-                p.channels = s["channels"].as_u64().unwrap_or(0) as u32;
-            }
-            _ => {}
-        }
-    }
-    p
-}
-
-/// (key_frame, pict_type) of the first decoded video frame.
-pub fn first_video_frame(path: &Path) -> (bool, String) {
-    let out = Command::new(require_tool("ffprobe"))
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_frames",
-            "-read_intervals",
-            "%+#1",
-        ])
-        .args(["-show_entries", "frame=key_frame,pict_type", "-of", "json"])
-        .arg(path)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
-    let f = &v["frames"][0];
-    assert!(
-        f.is_object(),
-        "no video frame decoded from {}",
-        path.display()
-    );
-    (
-        f["key_frame"].as_i64() == Some(1),
-        f["pict_type"].as_str().unwrap_or("").to_string(),
-    )
-}
-
-/// Whatever `ffmpeg -v error -i FILE -f null -` prints: empty for a clean decode.
-pub fn decode_errors(path: &Path) -> String {
-    let out = Command::new(require_tool("ffmpeg"))
-        .args(["-hide_banner", "-nostdin", "-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("run ffmpeg");
-    let mut s = String::from_utf8_lossy(&out.stderr).into_owned();
-    if !out.status.success() {
-        s.push_str(&format!("\n(ffmpeg exited with {})", out.status));
-    }
-    s
-}
-
-/// Writes `parts` concatenated to `dir/name` and returns the path.
-pub fn write_file(dir: &Path, name: &str, parts: &[&[u8]]) -> PathBuf {
-    let path = dir.join(name);
-    let mut f = std::fs::File::create(&path).unwrap();
-    for p in parts {
-        f.write_all(p).unwrap();
-    }
-    path
 }
 
 // ---------------------------------------------------------------------------------------------

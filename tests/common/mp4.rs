@@ -1,6 +1,7 @@
 //! Just enough ISO-BMFF reading to check fMP4 init segments and fragments independently of
 //! the server's writer: tracks, `trex` defaults, `moof`/`traf`/`trun` samples with their flags
-//! and data, and the H.264 NAL unit types inside a sample.
+//! and data, `emsg` event messages, and the H.264 NAL unit types inside a sample. The tests'
+//! only box reader: every test that looks inside media uses this one.
 
 /// One box: its type and the byte range of its payload within the buffer it came from.
 #[derive(Debug, Clone, Copy)]
@@ -335,6 +336,84 @@ pub fn parse_fragments(d: &[u8], init: &Init) -> Vec<Fragment> {
             }
         }
         out.push(frag);
+    }
+    out
+}
+
+/// An `emsg` event message (ISO/IEC 23009-1 5.10.3.3).
+#[derive(Debug, Clone)]
+pub struct Emsg {
+    pub version: u8,
+    pub timescale: u32,
+    /// Version 1: presentation time on the track's timeline, in `timescale` units.
+    pub presentation_time: Option<u64>,
+    /// Version 0: presentation time relative to the fragment's earliest time.
+    pub presentation_time_delta: Option<u32>,
+    pub event_duration: u32,
+    pub id: u32,
+    pub scheme_id_uri: String,
+    pub value: String,
+    pub message_data: Vec<u8>,
+}
+
+/// A NUL-terminated string at `d[*at..end]`; advances `at` past the NUL.
+fn cstr(d: &[u8], at: &mut usize, end: usize) -> String {
+    let len = d[*at..end]
+        .iter()
+        .position(|&c| c == 0)
+        .expect("NUL-terminated string in emsg");
+    let s = String::from_utf8_lossy(&d[*at..*at + len]).into_owned();
+    *at += len + 1;
+    s
+}
+
+/// Every top-level `emsg` box of `d` (a part or segment), in order.
+pub fn emsgs(d: &[u8]) -> Vec<Emsg> {
+    let mut out = Vec::new();
+    for b in boxes(d, 0, d.len()).iter().filter(|b| &b.kind == b"emsg") {
+        let version = d[b.body];
+        let mut at = b.body + 4;
+        let e = if version == 1 {
+            let timescale = u32_at(d, at);
+            let pt = u64_at(d, at + 4);
+            let event_duration = u32_at(d, at + 12);
+            let id = u32_at(d, at + 16);
+            at += 20;
+            let scheme_id_uri = cstr(d, &mut at, b.end);
+            let value = cstr(d, &mut at, b.end);
+            Emsg {
+                version,
+                timescale,
+                presentation_time: Some(pt),
+                presentation_time_delta: None,
+                event_duration,
+                id,
+                scheme_id_uri,
+                value,
+                message_data: d[at..b.end].to_vec(),
+            }
+        } else {
+            assert_eq!(version, 0, "emsg version {version}");
+            let scheme_id_uri = cstr(d, &mut at, b.end);
+            let value = cstr(d, &mut at, b.end);
+            let timescale = u32_at(d, at);
+            let delta = u32_at(d, at + 4);
+            let event_duration = u32_at(d, at + 8);
+            let id = u32_at(d, at + 12);
+            at += 16;
+            Emsg {
+                version,
+                timescale,
+                presentation_time: None,
+                presentation_time_delta: Some(delta),
+                event_duration,
+                id,
+                scheme_id_uri,
+                value,
+                message_data: d[at..b.end].to_vec(),
+            }
+        };
+        out.push(e);
     }
     out
 }
