@@ -55,7 +55,7 @@ class Conn:
 
 
 def parse(text):
-    """-> (parts [(msn, idx, uri)], hint uri or None)"""
+    """-> (parts [(msn, idx, uri)], hint uri or None, (msn, part) of the next part)"""
     msn0, seg, idx, parts, hint, skipped = 0, 0, 0, [], None, 0
     for line in text.splitlines():
         if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
@@ -69,7 +69,10 @@ def parse(text):
             hint = re.search(r'URI="([^"]+)"', line).group(1)
         elif line and not line.startswith("#"):
             seg, idx = seg + 1, 0
-    return parts, hint
+    # After a complete segment the next part is the first of the next segment (as hls.js asks):
+    # `_HLS_part` past the end of a complete segment is answered at once, and that answer may be
+    # cached for seconds by B or a CDN, so asking that way would spin on a stale copy.
+    return parts, hint, (msn0 + skipped + seg, idx)
 
 
 class Viewer:
@@ -78,6 +81,7 @@ class Viewer:
         self.listed, self.hinted, self.uris = {}, {}, {}
         self.hints = queue.Queue()
         self.errors = 0
+        self.requests = 0
 
     def follow(self):
         c = Conn(self.url)
@@ -85,18 +89,19 @@ class Viewer:
         if status != 200:
             print(f"{self.label}: playlist HTTP {status}", file=sys.stderr)
             return
-        parts, hint = parse(body.decode())
-        for m, i, u in parts:
-            self.uris[u] = (m, i)
+        parts, hint, (m, i) = parse(body.decode())
+        for pm, pi, u in parts:
+            self.uris[u] = (pm, pi)
+            self.listed[(pm, pi)] = None  # there before we waited: not measured
         last_hint = hint
         while time.time() < self.until:
-            m, i, _ = parts[-1]
-            status, body, t = c.get(f"{self.url}?_HLS_msn={m}&_HLS_part={i + 1}")
+            status, body, t = c.get(f"{self.url}?_HLS_msn={m}&_HLS_part={i}")
+            self.requests += 1
             if status != 200:
                 self.errors += 1
                 time.sleep(0.05)
                 continue
-            parts, hint = parse(body.decode())
+            parts, hint, (m, i) = parse(body.decode())
             for pm, pi, u in parts:
                 self.uris[u] = (pm, pi)
                 self.listed.setdefault((pm, pi), t)
@@ -173,13 +178,13 @@ def main():
     avail = availability(a.log, a.stream, a.rendition)
     hint_a = {va.uris.get(u): t for u, t in va.hinted.items() if u in va.uris}
     hint_b = {vb.uris.get(u): t for u, t in vb.hinted.items() if u in vb.uris}
-    keys = sorted(k for k in set(va.listed) & set(vb.listed) & set(avail))
-    # The parts listed in each viewer's first playlist were not waited for: skip the first segment.
-    keys = [k for k in keys if k[0] > keys[0][0]] if keys else []
+    keys = sorted(k for k in set(va.listed) & set(vb.listed) & set(avail)
+                  if va.listed[k] is not None and vb.listed[k] is not None)
     rows = []
     for k in keys:
         rows.append((k, avail[k], va.listed[k], vb.listed[k], hint_a.get(k), hint_b.get(k)))
-    print(f"parts_logged={len(avail)} parts_compared={len(rows)} errors_a={va.errors} errors_b={vb.errors}")
+    print(f"parts_logged={len(avail)} parts_compared={len(rows)} errors_a={va.errors} errors_b={vb.errors} "
+          f"playlist_requests_a={va.requests} playlist_requests_b={vb.requests}")
     report("a_listed", [r[2] - r[1] for r in rows])
     report("b_listed", [r[3] - r[1] for r in rows])
     report("extra_listed", [r[3] - r[2] for r in rows])
