@@ -44,6 +44,18 @@ pub struct Metrics {
     pub rung_failures: AtomicU64,
     /// Frames the transcoders dropped because a stage was full (input, decoder, a rung's encoder).
     pub transcode_dropped_frames: AtomicU64,
+    /// Requests for streams other nodes own, answered through this node (cluster).
+    pub proxy_requests: AtomicU64,
+    /// Requests this node sent to other nodes, after collapsing and caching.
+    pub proxy_upstream_requests: AtomicU64,
+    /// Proxied requests answered from this node's cache.
+    pub proxy_cache_hits: AtomicU64,
+    /// Proxied requests that joined an identical request already in flight.
+    pub proxy_collapsed: AtomicU64,
+    /// Requests to other nodes that failed (no answer in time, refused, too many in flight).
+    pub proxy_upstream_errors: AtomicU64,
+    /// Bytes held by the proxy's cache (a gauge).
+    pub proxy_cache_bytes: AtomicU64,
     lag_buckets: [AtomicU64; LAG_BUCKETS_MS.len()],
     lag_count: AtomicU64,
     lag_sum_ms: AtomicU64,
@@ -63,7 +75,7 @@ impl Metrics {
 
     pub fn render(&self, live_streams: usize) -> String {
         let mut s = String::new();
-        let counters: [(&str, &str, &AtomicU64); 20] = [
+        let counters: [(&str, &str, &AtomicU64); 25] = [
             (
                 "ferrocast_rtmp_connections_total",
                 "RTMP connections accepted",
@@ -164,6 +176,31 @@ impl Metrics {
                 "chat connections dropped for falling behind their room",
                 &self.chat_slow_readers,
             ),
+            (
+                "ferrocast_proxy_requests_total",
+                "Requests for streams other nodes own, answered through this node",
+                &self.proxy_requests,
+            ),
+            (
+                "ferrocast_proxy_upstream_requests_total",
+                "Requests sent to other nodes (after collapsing and caching)",
+                &self.proxy_upstream_requests,
+            ),
+            (
+                "ferrocast_proxy_cache_hits_total",
+                "Proxied requests answered from this node's cache",
+                &self.proxy_cache_hits,
+            ),
+            (
+                "ferrocast_proxy_collapsed_total",
+                "Proxied requests that joined an identical request in flight",
+                &self.proxy_collapsed,
+            ),
+            (
+                "ferrocast_proxy_upstream_errors_total",
+                "Requests to other nodes that failed (answered 502)",
+                &self.proxy_upstream_errors,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -185,6 +222,11 @@ impl Metrics {
             );
         }
         let _ = writeln!(s, "# HELP ferrocast_live_streams Streams with a live playlist\n# TYPE ferrocast_live_streams gauge\nferrocast_live_streams {live_streams}");
+        let _ = writeln!(
+            s,
+            "# HELP ferrocast_proxy_cache_bytes Bytes in the cache of other nodes' answers\n# TYPE ferrocast_proxy_cache_bytes gauge\nferrocast_proxy_cache_bytes {}",
+            self.proxy_cache_bytes.load(Ordering::Relaxed)
+        );
         let name = "ferrocast_part_lag_seconds";
         let _ = writeln!(s, "# HELP {name} Part availability minus arrival of its last frame\n# TYPE {name} histogram");
         for (i, bound) in LAG_BUCKETS_MS.iter().enumerate() {

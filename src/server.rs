@@ -17,6 +17,7 @@ use crate::ingest::Ingest;
 use crate::live::Supervisor;
 use crate::metrics::Metrics;
 use crate::origin::http::{self, App, ChatUpgrade};
+use crate::origin::proxy::Proxy;
 use crate::store::{Store, ENDED_KEEP};
 
 /// Log filter when `RUST_LOG` is unset. srt-protocol logs a warning per malformed datagram,
@@ -113,6 +114,9 @@ impl Server {
             chat,
             chat_upgrade,
             web_dir: PathBuf::from(WEB_DIR),
+            proxy: cluster
+                .as_ref()
+                .map(|c| Proxy::new(c.directory.clone(), metrics.clone(), &config.hls)),
         });
         let ingest = Arc::new(Ingest {
             hub: hub.clone(),

@@ -5,9 +5,30 @@ use serde_json::json;
 use super::http::{json, App, Resp};
 use crate::util::percent;
 
-pub fn streams(app: &App) -> Resp {
-    let list: Vec<_> = app
-        .store
+/// The stream list: this node's streams, and in a cluster (`cluster_wide`) also those other
+/// nodes own, every entry then with the `node` that owns it.
+pub async fn streams(app: &App, cluster_wide: bool) -> Resp {
+    let mut list = local_streams(app);
+    if let Some(proxy) = &app.proxy {
+        // A stream that moved to another node is listed from there, not as this node's leftover.
+        list.retain(|e| {
+            e["name"]
+                .as_str()
+                .is_none_or(|n| proxy.owner_elsewhere(n).is_none())
+        });
+        for e in &mut list {
+            e["node"] = serde_json::Value::from(proxy.node());
+        }
+        if cluster_wide {
+            list.extend(proxy.remote_streams().await);
+            list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        }
+    }
+    json(serde_json::Value::Array(list).to_string())
+}
+
+fn local_streams(app: &App) -> Vec<serde_json::Value> {
+    app.store
         .list()
         .into_iter()
         .map(|e| {
@@ -46,8 +67,7 @@ pub fn streams(app: &App) -> Resp {
                 "chat_connections": app.chat.room(&e.name).map(|r| r.connections()),
             })
         })
-        .collect();
-    json(serde_json::Value::Array(list).to_string())
+        .collect()
 }
 
 /// `GET /api/v1/streams/NAME/chat?from=&to=&limit=`: stored, undeleted chat of a stream

@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::origin::cache;
+use crate::origin::proxy::{self, Proxy};
 use crate::origin::query;
 use crate::store::{Rendition, Store, StreamEntry};
 use crate::util::body::Body;
@@ -46,6 +47,8 @@ pub struct App {
     pub chat_upgrade: ChatUpgrade,
     /// Player pages and static assets (`web/`).
     pub web_dir: PathBuf,
+    /// Streams other nodes own, answered through this node (`[cluster]`; None on its own).
+    pub proxy: Option<Arc<Proxy>>,
 }
 
 /// Serves HTTP until the listener fails.
@@ -156,6 +159,11 @@ async fn route(app: &App, req: &Request<Incoming>) -> Resp {
         }
         _ => return status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
     }
+    if let Some(p) = &app.proxy {
+        if let Some(resp) = p.route(req).await {
+            return resp;
+        }
+    }
     let path = req.uri().path();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
@@ -170,7 +178,11 @@ async fn route(app: &App, req: &Request<Incoming>) -> Resp {
             );
             r
         }
-        ["api", "v1", "streams"] => super::api::streams(app),
+        ["api", "v1", "streams"] => {
+            // A node asking for this node's list gets only this node's streams.
+            let cluster_wide = !req.headers().contains_key(proxy::VIA);
+            super::api::streams(app, cluster_wide).await
+        }
         ["api", "v1", "streams", name, "chat"] => {
             super::api::chat_range(app, name, req.uri().query()).await
         }
