@@ -240,6 +240,7 @@ fn a_record_alone_makes_a_listing_entry() {
         publishing: true,
         last_msn: Some(4),
         discontinuity: 0,
+        updated: 0,
     };
     let e = from_record("demo", &o);
     assert_eq!(e["playlist"], "/live/demo/index.m3u8");
