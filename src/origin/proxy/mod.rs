@@ -184,10 +184,19 @@ impl Proxy {
         deadline: Duration,
     ) -> Outcome {
         let mut rx = {
-            // Lock order: flights, then cache (the leader stores and retires under both, so
-            // nobody sees neither the cached answer nor the flight).
+            // Lock order: flights, then cache. The leader stores the answer and retires the
+            // flight under both, so no request can miss both and start a second fetch.
             let mut flights = self.flights();
-            if let Some(hit) = self.cache().get(&url, Instant::now()) {
+            let hit = {
+                let mut cache = self.cache();
+                let hit = cache.get(&url, Instant::now());
+                let bytes = cache.bytes() as u64;
+                self.metrics
+                    .proxy_cache_bytes
+                    .store(bytes, Ordering::Relaxed);
+                hit
+            };
+            if let Some(hit) = hit {
                 self.metrics
                     .proxy_cache_hits
                     .fetch_add(1, Ordering::Relaxed);
