@@ -470,12 +470,12 @@ mod tests {
         assert_eq!(
             errors(cfg, &[]),
             [
-                "config/ferrocast.toml:1:1: unknown key `foo` at top level; expected one of: server, hls, srt, chat, stream",
+                "config/ferrocast.toml:1:1: unknown key `foo` at top level; expected one of: server, hls, srt, chat, stream, cluster",
                 "config/ferrocast.toml:3:1: unknown key `htp` in [server]; expected one of: http, rtmp, srt (did you mean `http`?)",
                 "config/ferrocast.toml:5:1: unknown key `segment_targt` in [hls]; expected one of: segment_target, part_target, window, grace (did you mean `segment_target`?)",
                 "config/ferrocast.toml:6:6: unknown table `extra` in [hls]; expected one of: segment_target, part_target, window, grace",
                 "config/ferrocast.toml:10:1: unknown key `pipe` in [[stream]]; expected one of: name, key, pipeline, passphrase",
-                "config/ferrocast.toml:11:2: unknown table `bar` at top level; expected one of: server, hls, srt, chat, stream",
+                "config/ferrocast.toml:11:2: unknown table `bar` at top level; expected one of: server, hls, srt, chat, stream, cluster",
             ]
         );
     }
