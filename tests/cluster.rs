@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::{NatsServer, Node};
+use common::edge::Edge;
 use common::hls::MediaPlaylist;
 use common::{Publisher, ServerOpts, TempDir, KEY, STREAM};
 
@@ -76,6 +77,9 @@ async fn one_publisher_per_name_across_nodes_and_failover_continues_the_playlist
     let a = Node::start("a", &nats, &opts());
     let b = Node::start("b", &nats, &opts());
     let logs = TempDir::new("cluster-publishers");
+    // Viewers come through the nginx edge, which has both nodes as upstreams.
+    let edge_dir = TempDir::new("cluster-edge");
+    let edge = Edge::start(&format!("{},{}", a.http, b.http), edge_dir.path());
 
     let mut on_a = Publisher::start(&a.rtmp_url(STREAM, KEY), 600.0, logs.path());
     let before = wait_playlist(
@@ -159,6 +163,23 @@ async fn one_publisher_per_name_across_nodes_and_failover_continues_the_playlist
         "discontinuity sequence never goes back"
     );
     wait_log(&a, "stream moved to another node", Duration::from_secs(10)).await;
+    // Through the edge (either node answers; a proxies b now) the same playlist continues.
+    let url = edge.url(&format!("/live/{STREAM}/source/index.m3u8"));
+    for _ in 0..6 {
+        let r = b.client.get(&url).await;
+        assert_eq!(r.status, 200, "through the edge: {}", r.text());
+        let p = MediaPlaylist::parse(&r.text());
+        assert!(
+            p.media_sequence > last_msn_a && !p.endlist,
+            "through the edge the playlist continues after a's last segment {last_msn_a}:\n{}",
+            p.text
+        );
+        assert!(
+            p.segments.first().is_some_and(|s| s.discontinuity) || p.media_sequence > after.media_sequence,
+            "the edge serves b's continued playlist (discontinuity first):\n{}",
+            p.text
+        );
+    }
     on_b.kill();
 }
 

@@ -10,6 +10,7 @@
 pub mod browser;
 pub mod cluster;
 mod decode;
+pub mod edge;
 pub mod hls;
 mod logs;
 pub mod mp4;
