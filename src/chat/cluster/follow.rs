@@ -23,6 +23,8 @@ use crate::util::time::now_ms;
 pub const FOLLOW_HEARTBEAT: Duration = Duration::from_secs(2);
 /// Pause before following again after a failure.
 pub const RETRY: Duration = Duration::from_secs(1);
+/// Longest wait for the moderation bucket's keys.
+const READ_WAIT: Duration = Duration::from_secs(10);
 
 fn stream_config() -> stream::Config {
     stream::Config {
@@ -104,10 +106,15 @@ impl ClusterChat {
 
     /// Applies the live bans and timeouts of the bucket to the rooms.
     async fn load_sanctions(&self, kv: &kv::Store, rooms: &ChatRooms) -> Result<(), String> {
-        let keys: Vec<String> = match kv.keys().await {
-            Ok(k) => k.filter_map(|k| async move { k.ok() }).collect().await,
-            Err(e) => return Err(format!("chat moderation bucket: {e}")),
+        let keys = async {
+            match kv.keys().await {
+                Ok(k) => Ok(k.filter_map(|k| async move { k.ok() }).collect().await),
+                Err(e) => Err(format!("chat moderation bucket: {e}")),
+            }
         };
+        let keys: Vec<String> = tokio::time::timeout(READ_WAIT, keys)
+            .await
+            .map_err(|_| "chat moderation bucket: no answer".to_string())??;
         let now = now_ms();
         for key in keys {
             let Some((room, _)) = wire::parse_sanction_key(&key) else {

@@ -255,18 +255,26 @@ impl ClusterChat {
         let room = room.to_string();
         tokio::spawn(async move {
             use futures_util::StreamExt;
-            let keys = match kv.keys().await {
-                Ok(k) => k,
-                Err(e) => {
+            let keys = async {
+                let keys = kv.keys().await.map_err(|e| e.to_string())?;
+                Ok::<Vec<String>, String>(
+                    keys.filter_map(|k| async move { k.ok() })
+                        .filter(|k| std::future::ready(k.starts_with(&prefix)))
+                        .collect()
+                        .await,
+                )
+            };
+            let keys = match tokio::time::timeout(Duration::from_secs(10), keys).await {
+                Ok(Ok(k)) => k,
+                Ok(Err(e)) => {
                     tracing::warn!(stream = %room, error = %e, "chat sanctions not cleared");
                     return;
                 }
+                Err(_) => {
+                    tracing::warn!(stream = %room, "chat sanctions not cleared: no answer from NATS");
+                    return;
+                }
             };
-            let keys: Vec<String> = keys
-                .filter_map(|k| async move { k.ok() })
-                .filter(|k| std::future::ready(k.starts_with(&prefix)))
-                .collect()
-                .await;
             for k in keys {
                 if let Err(e) = kv.delete(&k).await {
                     tracing::warn!(stream = %room, key = %k, error = %e, "chat sanction not cleared");
