@@ -55,6 +55,7 @@ pub fn require_tool(name: &str) -> &'static str {
         "ffmpeg" => "ffmpeg",
         "ffprobe" => "ffprobe",
         "srt-live-transmit" => "srt-live-transmit",
+        "nats-server" => "nats-server",
         other => panic!("unknown tool {other}"),
     }
 }
