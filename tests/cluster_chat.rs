@@ -69,9 +69,9 @@ fn texts(messages: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Sends `text` and waits for its echo (the acknowledgement): Some(true) when it came back,
-/// Some(false) when refused with an error frame, None when the connection died first.
-async fn send_acked(c: &mut ChatClient, text: &str) -> Option<bool> {
+/// Sends `text` and returns its echo (the acknowledgement) or the error frame that refused
+/// it; None when the connection died first. Other messages are skipped.
+async fn send_answer(c: &mut ChatClient, text: &str) -> Option<Value> {
     if !c.say(text).await {
         return None;
     }
@@ -80,11 +80,16 @@ async fn send_acked(c: &mut ChatClient, text: &str) -> Option<bool> {
         let left = deadline.saturating_duration_since(Instant::now());
         let v = c.next(left).await?;
         match v["type"].as_str() {
-            Some("message") if v["text"] == text => return Some(true),
-            Some("error") => return Some(false),
+            Some("message") if v["text"] == text => return Some(v),
+            Some("error") => return Some(v),
             _ => {}
         }
     }
+}
+
+/// [`send_answer`]: Some(true) when the echo came back, Some(false) when refused.
+async fn send_acked(c: &mut ChatClient, text: &str) -> Option<bool> {
+    send_answer(c, text).await.map(|v| v["type"] == "message")
 }
 
 /// The next `n` messages a client receives: (id, text).
@@ -337,9 +342,13 @@ async fn nats_away_refuses_sends_and_a_restart_recovers_without_restarting_ferro
     // Let every node notice the connection is gone.
     tokio::time::sleep(Duration::from_secs(1)).await;
     for (c, n) in clients.iter_mut().zip(&nodes) {
-        assert!(c.say(&format!("during-{}", n.name)).await);
-        let v = c.answer(WAIT).await;
+        let t0 = Instant::now();
+        let v = send_answer(c, &format!("during-{}", n.name))
+            .await
+            .expect("connection open");
         assert_eq!(v["code"], "unavailable", "on {}: {v}", n.name);
+        assert!(v["retry_after_ms"].as_u64().is_some());
+        eprintln!("{}: unavailable after {:?}", n.name, t0.elapsed());
     }
 
     nats.restart();

@@ -100,19 +100,6 @@ impl ChatClient {
         }
     }
 
-    /// The next `error` frame's code, or the first `message` if one comes first.
-    pub async fn answer(&mut self, wait: Duration) -> Value {
-        let deadline = Instant::now() + wait;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.next(left).await {
-                Some(v) if v["type"] == "error" || v["type"] == "message" => return v,
-                Some(_) => continue,
-                None => panic!("no answer within {wait:?}"),
-            }
-        }
-    }
-
     pub async fn send_json(&mut self, v: Value) {
         self.ws
             .send(Message::Text(v.to_string().into()))
