@@ -220,10 +220,14 @@ impl ChatRooms {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let settled = match &self.log {
+                ChatLog::Cluster(c) => c.directory_settled(),
+                ChatLog::Local(_) => false,
+            };
             for room in self.rooms.values() {
                 let remote = match &self.log {
                     ChatLog::Cluster(c) => {
-                        room.follow_directory(c);
+                        room.follow_directory(c, settled);
                         c.remote_viewers(&room.name)
                     }
                     ChatLog::Local(_) => 0,

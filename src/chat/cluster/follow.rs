@@ -22,7 +22,9 @@ use crate::util::time::now_ms;
 /// the consumer or the connection is gone, and it is created again.
 pub const FOLLOW_HEARTBEAT: Duration = Duration::from_secs(2);
 /// Pause before following again after a failure.
-pub const RETRY: Duration = Duration::from_secs(1);
+pub const RETRY: Duration = Duration::from_millis(500);
+/// How often the follower looks at the NATS connection.
+const RECONNECT_CHECK: Duration = Duration::from_millis(250);
 /// Longest wait for the moderation bucket's keys.
 const READ_WAIT: Duration = Duration::from_secs(10);
 
@@ -160,7 +162,23 @@ impl ClusterChat {
             .await
             .map_err(|e| format!("chat follower: {e}"))?;
         let mut consumer_seq = 0;
-        while let Some(m) = messages.next().await {
+        let mut check = tokio::time::interval(RECONNECT_CHECK);
+        let mut was_down = false;
+        loop {
+            let m = tokio::select! {
+                m = messages.next() => m,
+                _ = check.tick() => {
+                    // Back after a disconnection: the consumer may be gone with a restarted
+                    // server; start again now rather than after two missed heartbeats.
+                    match (self.cluster.connected(), was_down) {
+                        (false, _) => was_down = true,
+                        (true, true) => return Err("reconnected to NATS".into()),
+                        (true, false) => {}
+                    }
+                    continue;
+                }
+            };
+            let Some(m) = m else { break };
             let m = m.map_err(|e| format!("chat follower: {e}"))?;
             let info = m.info().map_err(|e| format!("chat follower: {e}"))?;
             if info.consumer_sequence != consumer_seq + 1 {

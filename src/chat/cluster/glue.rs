@@ -11,9 +11,8 @@ use crate::chat::room::Sanction;
 use crate::chat::{ChatEvent, Life, Pending, RoomHandle};
 use crate::util::time::now_ms;
 
-/// Viewer-count ticks a stream must be absent from the directory (while NATS is up) before
-/// a room that is not live on this node turns read-only: a directory briefly empty after a
-/// NATS restart does not end rooms.
+/// Viewer-count ticks a stream must be absent from the directory (while NATS is up and the
+/// directory has settled) before a room that is not live on this node turns read-only.
 pub const END_AFTER_TICKS: u32 = 3;
 
 /// What `unavailable` tells the client after `what` failed.
@@ -95,10 +94,11 @@ impl RoomHandle {
     }
 
     /// A room's life in a cluster, checked every viewer-count tick: open while its stream is
-    /// live on any node (the directory), read-only once it is live nowhere.
-    pub(in crate::chat) fn follow_directory(&self, chat: &ClusterChat) {
+    /// live on any node (the directory), read-only once it is live nowhere. `settled`: NATS
+    /// has been up long enough for the directory to be trusted about an absence
+    /// ([`ClusterChat::directory_settled`]).
+    pub(in crate::chat) fn follow_directory(&self, chat: &ClusterChat, settled: bool) {
         let elsewhere = self.live_elsewhere(chat);
-        let connected = chat.cluster().connected();
         let mut g = self.lock();
         if elsewhere {
             g.absent_ticks = 0;
@@ -109,8 +109,8 @@ impl RoomHandle {
             }
             return;
         }
-        if !connected || g.local_live || g.life != Life::Live {
-            // NATS away: the directory says nothing, so nothing changes.
+        if !settled || g.local_live || g.life != Life::Live {
+            // NATS away or just back: the directory's silence means nothing yet.
             g.absent_ticks = 0;
             return;
         }

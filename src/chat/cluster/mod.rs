@@ -26,7 +26,7 @@ pub mod wire;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, kv, message::PublishMessage};
 use bytes::Bytes;
@@ -48,6 +48,9 @@ pub const MAX_IN_FLIGHT: usize = 1024;
 /// Messages a node keeps per room beyond `[chat] history`, so deletions do not make its
 /// history differ from a node that loaded the tail later.
 pub const HISTORY_SPARE: usize = 32;
+/// How long NATS must have been up before the stream directory's silence about a stream is
+/// believed (after a NATS restart its records take a moment to come back).
+pub const DIRECTORY_SETTLE: Duration = Duration::from_secs(10);
 
 /// Why an action could not be stored in the cluster's log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +71,8 @@ pub struct ClusterChat {
     seeded: AtomicBool,
     in_flight: Arc<Semaphore>,
     tally: Mutex<Tally>,
+    /// Since when NATS has been up, as seen by [`ClusterChat::directory_settled`].
+    up_since: Mutex<Option<Instant>>,
     /// Messages to keep per room (`[chat] history` plus [`HISTORY_SPARE`]).
     keep: usize,
     runtime: tokio::runtime::Handle,
@@ -86,6 +91,7 @@ impl ClusterChat {
             seeded: AtomicBool::new(false),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             tally: Mutex::new(Tally::default()),
+            up_since: Mutex::new(None),
             keep: if history == 0 {
                 0
             } else {
@@ -103,6 +109,17 @@ impl ClusterChat {
     /// The cluster (directory, connection).
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
+    }
+
+    /// Whether NATS has been up for [`DIRECTORY_SETTLE`]; call it on every timer tick (it
+    /// samples the connection).
+    pub fn directory_settled(&self) -> bool {
+        let mut up = self.up_since.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.cluster.connected() {
+            *up = None;
+            return false;
+        }
+        up.get_or_insert_with(Instant::now).elapsed() >= DIRECTORY_SETTLE
     }
 
     fn stream(&self) -> Option<jetstream::stream::Stream> {
