@@ -2,16 +2,16 @@
 //! release binary, the stream published to node `a` by ffmpeg, and WebSocket clients on every
 //! node. Waits are bounded and on facts (a frame, an answer), never fixed sleeps for results.
 
-mod common;
 #[path = "common/chat_client.rs"]
 mod chat_client;
+mod common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chat_client::{history_ids, ChatClient, Refused};
 use common::cluster::{NatsServer, Node};
-use common::{Publisher, ServerOpts, KEY, STREAM};
+use common::{Publisher, ServerOpts, KEY, RENDITION, STREAM};
 use serde_json::{json, Value};
 
 const MOD_TOKEN: &str = "mod-token-123";
@@ -34,11 +34,7 @@ fn start(names: &[&str], chat: &str) -> (NatsServer, Vec<Node>, Publisher) {
     let nats = NatsServer::start();
     let o = opts(chat);
     let nodes: Vec<Node> = names.iter().map(|n| Node::start(n, &nats, &o)).collect();
-    let publisher = Publisher::start(
-        &nodes[0].rtmp_url(STREAM, KEY),
-        900.0,
-        nodes[0].dir.path(),
-    );
+    let publisher = Publisher::start(&nodes[0].rtmp_url(STREAM, KEY), 900.0, nodes[0].dir.path());
     (nats, nodes, publisher)
 }
 
@@ -97,9 +93,33 @@ async fn collect(c: &mut ChatClient, n: usize) -> Vec<(u64, String)> {
     let mut got = Vec::new();
     while got.len() < n {
         let m = c.expect("message", WAIT).await;
-        got.push((m["id"].as_u64().unwrap(), m["text"].as_str().unwrap().into()));
+        got.push((
+            m["id"].as_u64().unwrap(),
+            m["text"].as_str().unwrap().into(),
+        ));
     }
     got
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// What `node` serves of the stream's source rendition now: its segments and the open
+/// segment's parts, concatenated (chat rides in them as ID3 in emsg boxes).
+async fn media_bytes(node: &Node) -> Vec<u8> {
+    let base = node.url(&format!("/live/{STREAM}/{RENDITION}/"));
+    let text = node.client.get(&format!("{base}index.m3u8")).await.text();
+    let p = common::hls::MediaPlaylist::parse(&text);
+    let mut uris: Vec<&str> = p.segments.iter().map(|s| s.uri.as_str()).collect();
+    if let Some(open) = &p.open {
+        uris.extend(open.parts.iter().map(|part| part.uri.as_str()));
+    }
+    let mut out = Vec::new();
+    for uri in uris.into_iter().filter(|u| !u.is_empty()) {
+        out.extend_from_slice(&node.client.get(&format!("{base}{uri}")).await.body);
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,15 +175,34 @@ async fn messages_from_every_node_reach_every_client_once_in_one_order() {
         .collect();
     assert_eq!(api_ids, ids.iter().copied().collect());
     for a in &answers[1..] {
-        assert_eq!(a["messages"], answers[0]["messages"], "same answer on every node");
+        assert_eq!(
+            a["messages"], answers[0]["messages"],
+            "same answer on every node"
+        );
     }
+
+    // The publishing node's media carries the chat sent through every node (emsg/ID3).
+    let sent: Vec<String> = first.iter().map(|(_, t)| t.clone()).collect();
+    let a = &nodes[0];
+    common::poll(WAIT, "every message in a's media", || async {
+        let media = media_bytes(a).await;
+        let missing = sent
+            .iter()
+            .filter(|t| !contains(&media, format!("\"text\":\"{t}\"").as_bytes()))
+            .count();
+        (missing == 0).then_some(())
+    })
+    .await;
 
     // Viewer counts are summed over the nodes: 9 chat connections in all.
     let deadline = Instant::now() + WAIT;
     let b = &mut clients[2];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let v = b.next(left).await.expect("a viewers frame counting every node");
+        let v = b
+            .next(left)
+            .await
+            .expect("a viewers frame counting every node");
         if v["type"] == "viewers" && v["chat"] == 9 {
             assert_eq!(v["count"], 9);
             break;
@@ -187,10 +226,14 @@ async fn moderation_on_one_node_acts_on_every_node_and_on_nodes_started_later() 
     assert_eq!(send_acked(&mut spammer, "fine").await, Some(true));
 
     // A moderator on a deletes a message sent on c; b is told, and so is c.
-    moderator.send_json(json!({"type": "delete", "id": id})).await;
+    moderator
+        .send_json(json!({"type": "delete", "id": id}))
+        .await;
     assert_eq!(watcher.expect("deleted", WAIT).await["id"], id);
     assert_eq!(spammer.expect("deleted", WAIT).await["id"], id);
-    moderator.send_json(json!({"type": "delete", "id": 999_999})).await;
+    moderator
+        .send_json(json!({"type": "delete", "id": 999_999}))
+        .await;
     assert_eq!(
         moderator.expect("error", WAIT).await["code"],
         "unknown_message"
@@ -203,7 +246,12 @@ async fn moderation_on_one_node_acts_on_every_node_and_on_nodes_started_later() 
             .iter()
             .map(|m| m["text"].as_str().unwrap())
             .collect();
-        assert_eq!(h, ["fine"], "history on {} without the deleted message", n.name);
+        assert_eq!(
+            h,
+            ["fine"],
+            "history on {} without the deleted message",
+            n.name
+        );
         assert_eq!(texts(&range(n).await["messages"]), ["fine"]);
     }
 
@@ -304,7 +352,11 @@ async fn a_node_killed_mid_flow_loses_no_acknowledged_message() {
     let b_acked = b_task.await.unwrap();
     let (c_acked, lost, moved) = c_task.await.unwrap();
     assert!(moved, "the kill happened while c's sender was sending");
-    eprintln!("acknowledged: {} via b, {} via c then a; {lost} in flight at the kill", b_acked.len(), c_acked.len());
+    eprintln!(
+        "acknowledged: {} via b, {} via c then a; {lost} in flight at the kill",
+        b_acked.len(),
+        c_acked.len()
+    );
 
     // Every acknowledged message is in the log, once, as every node (and a new one) reads it.
     let c2 = Node::start("c2", &nats, &opts("history = 500\n"));
@@ -317,7 +369,10 @@ async fn a_node_killed_mid_flow_loses_no_acknowledged_message() {
     let unique: HashSet<&String> = stored.iter().collect();
     assert_eq!(unique.len(), stored.len(), "nothing stored twice");
     for t in b_acked.iter().chain(&c_acked) {
-        assert!(unique.contains(t), "acknowledged `{t}` missing from the log");
+        assert!(
+            unique.contains(t),
+            "acknowledged `{t}` missing from the log"
+        );
     }
     for a in &answers[1..] {
         assert_eq!(a["messages"], answers[0]["messages"]);
@@ -335,7 +390,10 @@ async fn nats_away_refuses_sends_and_a_restart_recovers_without_restarting_ferro
         clients.push(join(n, &format!("?name=u-{}", n.name)).await);
     }
     for (c, n) in clients.iter_mut().zip(&nodes) {
-        assert_eq!(send_acked(c, &format!("before-{}", n.name)).await, Some(true));
+        assert_eq!(
+            send_acked(c, &format!("before-{}", n.name)).await,
+            Some(true)
+        );
     }
 
     nats.stop();
@@ -360,7 +418,11 @@ async fn nats_away_refuses_sends_and_a_restart_recovers_without_restarting_ferro
             match send_acked(c, &t).await {
                 Some(true) => break,
                 Some(false) => {
-                    assert!(t0.elapsed() < OPEN_WAIT, "sends on {} never recovered", n.name);
+                    assert!(
+                        t0.elapsed() < OPEN_WAIT,
+                        "sends on {} never recovered",
+                        n.name
+                    );
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     k += 1;
                 }
@@ -368,7 +430,10 @@ async fn nats_away_refuses_sends_and_a_restart_recovers_without_restarting_ferro
             }
         }
     }
-    eprintln!("sends work again on every node {:?} after the restart", t0.elapsed());
+    eprintln!(
+        "sends work again on every node {:?} after the restart",
+        t0.elapsed()
+    );
 
     // Every client sees every node's next message, in one order.
     for (c, n) in clients.iter_mut().zip(&nodes) {

@@ -78,7 +78,9 @@ impl ChatClient {
     pub async fn next(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let m = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??;
+            let m = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??;
             match m.ok()? {
                 Message::Text(t) => return serde_json::from_str(t.as_str()).ok(),
                 Message::Close(_) => return None,
@@ -110,7 +112,9 @@ impl ChatClient {
     /// Sends a message; false when the connection is gone.
     pub async fn say(&mut self, text: &str) -> bool {
         self.ws
-            .send(Message::Text(json!({"type": "send", "text": text}).to_string().into()))
+            .send(Message::Text(
+                json!({"type": "send", "text": text}).to_string().into(),
+            ))
             .await
             .is_ok()
     }
