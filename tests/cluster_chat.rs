@@ -211,6 +211,51 @@ async fn messages_from_every_node_reach_every_client_once_in_one_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_publish_is_stored_once_and_slow_mode_holds_across_nodes() {
+    let (nats, nodes, _p) = start(&["a", "b"], "slow_mode = \"30s\"\n");
+    let mut ann_a = join(&nodes[0], "?name=ann").await;
+    // Names are unique per node: the same name may be connected to another node.
+    let mut ann_b = join(&nodes[1], "?name=ann").await;
+    let mut viewer = join(&nodes[1], "?name=viewer").await;
+
+    // Slow mode is per name across nodes: ann's message through a holds ann back on b.
+    assert_eq!(send_acked(&mut ann_a, "first").await, Some(true));
+    assert_eq!(viewer.expect("message", WAIT).await["text"], "first");
+    let v = send_answer(&mut ann_b, "second").await.unwrap();
+    assert_eq!(v["code"], "slow_mode", "{v}");
+    assert!(v["retry_after_ms"].as_u64().unwrap() > 20_000, "{v}");
+
+    // A publish retried with the same Nats-Msg-Id (what a node does when an acknowledgement
+    // is lost) is stored once: the stream's duplicate window.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let payload = json!({"node": "x", "name": "retry", "text": "once", "ts": 1, "pdt": 1});
+    let mut acks = Vec::new();
+    for _ in 0..2 {
+        let publish = async_nats::jetstream::message::PublishMessage::build()
+            .payload(payload.to_string().into())
+            .message_id("x.test.1.1");
+        let ack = js
+            .send_publish(format!("ferrocast.chat.{STREAM}.msg"), publish)
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        acks.push((ack.sequence, ack.duplicate));
+    }
+    assert_eq!(acks[0].0, acks[1].0, "{acks:?}");
+    assert_eq!((acks[0].1, acks[1].1), (false, true));
+    let m = viewer.expect("message", WAIT).await;
+    assert_eq!(
+        (m["text"].as_str(), m["id"].as_u64()),
+        (Some("once"), Some(acks[0].0))
+    );
+    assert_eq!(send_acked(&mut viewer, "after").await, Some(true));
+    let ids = history_ids(&join(&nodes[0], "").await.welcome);
+    assert_eq!(ids.len(), 3, "first, once, after: {ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moderation_on_one_node_acts_on_every_node_and_on_nodes_started_later() {
     let (nats, nodes, _p) = start(&["a", "b", "c"], "");
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
