@@ -276,6 +276,7 @@ async fn moderation_on_one_node_acts_on_every_node_and_on_nodes_started_later() 
         .await;
     assert_eq!(watcher.expect("deleted", WAIT).await["id"], id);
     assert_eq!(spammer.expect("deleted", WAIT).await["id"], id);
+    assert_eq!(moderator.expect("deleted", WAIT).await["id"], id);
     moderator
         .send_json(json!({"type": "delete", "id": 999_999}))
         .await;
