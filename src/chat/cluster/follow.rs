@@ -56,6 +56,10 @@ impl ClusterChat {
 
     async fn run(self: Arc<Self>, rooms: Arc<ChatRooms>) {
         loop {
+            // No requests while disconnected: they would only wait in the client's buffer.
+            while !self.cluster.connected() {
+                tokio::time::sleep(RECONNECT_CHECK).await;
+            }
             if let Err(e) = self.connect_and_follow(&rooms).await {
                 tracing::warn!(error = %e, next = self.next_seq.load(Ordering::Relaxed), "chat log follower stopped; following again");
             }
