@@ -101,6 +101,26 @@ async fn collect(c: &mut ChatClient, n: usize) -> Vec<(u64, String)> {
     got
 }
 
+/// Resident memory of a node's process (found by its config path in /proc), KiB.
+fn rss_kib(node: &Node) -> u64 {
+    let dir = node.dir.path().to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmdline).contains(&dir) {
+            continue;
+        }
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        if let Some(kib) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        {
+            return kib;
+        }
+    }
+    panic!("no process of node {}", node.name)
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
@@ -436,7 +456,7 @@ async fn a_node_killed_mid_flow_loses_no_acknowledged_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_away_refuses_sends_and_a_restart_recovers_without_restarting_ferrocast() {
-    let (mut nats, nodes, _p) = start(&["a", "b", "c"], "burst = 100\n");
+    let (mut nats, nodes, _p) = start(&["a", "b", "c"], "burst = 100\nrefill = \"0s\"\n");
     let mut clients = Vec::new();
     for n in &nodes {
         clients.push(join(n, &format!("?name=u-{}", n.name)).await);
@@ -460,6 +480,24 @@ async fn nats_away_refuses_sends_and_a_restart_recovers_without_restarting_ferro
         assert!(v["retry_after_ms"].as_u64().is_some());
         eprintln!("{}: unavailable after {:?}", n.name, t0.elapsed());
     }
+    // Refused sends leave nothing behind: b's memory stays put through thousands of them.
+    let rss_before = rss_kib(&nodes[1]);
+    let b = &mut clients[1];
+    // In batches the connection's queue holds (a reader that falls behind is dropped).
+    for batch in 0..30 {
+        for i in 0..100 {
+            assert!(b.say(&format!("flood-{batch}-{i}")).await);
+        }
+        for _ in 0..100 {
+            assert_eq!(b.expect("error", WAIT).await["code"], "unavailable");
+        }
+    }
+    let rss_after = rss_kib(&nodes[1]);
+    eprintln!("b's RSS: {rss_before} KiB before, {rss_after} KiB after 3000 refused sends");
+    assert!(
+        rss_after < rss_before + 8 * 1024,
+        "memory grew while NATS was away: {rss_before} -> {rss_after} KiB"
+    );
 
     nats.restart();
     let t0 = Instant::now();
