@@ -88,8 +88,12 @@ impl Server {
         if let Some(c) = &cluster {
             hub.set_gate(c.directory.clone());
         }
-        let chat = ChatRooms::new(&config, store.clone(), metrics.clone())
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // In a cluster the chat log is the cluster's JetStream stream; on its own, SQLite.
+        let chat = match &cluster {
+            Some(c) => ChatRooms::clustered(&config, store.clone(), metrics.clone(), c.clone()),
+            None => ChatRooms::new(&config, store.clone(), metrics.clone())
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+        };
         // Subscribers of the hub's lifecycle events, subscribed before any listener accepts.
         let supervisor = Supervisor::new(
             config.clone(),

@@ -3,7 +3,9 @@
 //! - [`protocol`]: JSON frames on the wire (sans-IO).
 //! - [`room`]: one room's state machine: joins, sends, limits, moderation, history (sans-IO).
 //! - [`ratelimit`], [`names`]: token bucket and slow mode; name rules (sans-IO).
-//! - [`store`]: the durable chat log (SQLite, group commit).
+//! - [`store`]: the durable chat log of a node on its own (SQLite, group commit).
+//! - [`cluster`]: the chat log of a cluster (a NATS JetStream stream every node follows).
+//! - [`log`]: the seam between the glue and those two logs ([`log::ChatLog`]).
 //! - [`timed`]: each stored event also goes into the stream's media as ID3-in-emsg.
 //! - [`ws`]: the WebSocket edge: hyper upgrade, tokio-tungstenite, one task per connection.
 //! - this module: the registry of rooms ([`ChatRooms`]) and the glue that runs a
@@ -15,6 +17,10 @@
 //! after the stream ends; it is read-only (sends refused with `room_closed`) once ended.
 //! Bans and timeouts last until the room closes. Stored chat stays readable through
 //! `/api/v1/streams/NAME/chat?from=&to=` forever.
+//!
+//! In a cluster a room is open on every node while its stream is live on any node (the
+//! cluster's directory says which), and messages, deletions and sanctions reach it through
+//! the shared log in one order ([`cluster`]).
 //!
 //! # Events for other modules (timed metadata)
 //! [`ChatRooms::subscribe`] gives a `tokio::sync::broadcast::Receiver<ChatEvent>` of one
@@ -28,6 +34,8 @@
 //! the same buffer (a refcount). A queue that is full means a reader that does not keep up:
 //! it is dropped with a `slow_reader` error instead of slowing the room.
 
+pub mod cluster;
+pub mod log;
 pub mod names;
 pub mod protocol;
 pub mod queue;
@@ -44,13 +52,16 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::hub::Lifecycle;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::util::time::now_ms;
+use cluster::ClusterChat;
+use log::ChatLog;
 use protocol::{ChatMessage, ServerFrame};
-use room::{ConnId, Limits, Output, Room};
+use room::{ConnId, Limits, Output, Room, Sanction};
 use store::ChatStore;
 
 /// Events a subscriber may fall behind before it loses the oldest.
@@ -81,6 +92,10 @@ struct Inner {
     room: Room,
     conns: HashMap<ConnId, Arc<FrameQueue>>,
     life: Life,
+    /// The stream is live on this node (a cluster room may be live on another).
+    local_live: bool,
+    /// Cluster: ticks the stream has been absent from the directory.
+    absent_ticks: u32,
 }
 
 /// One stream's room with its connections.
@@ -88,7 +103,7 @@ pub struct RoomHandle {
     pub name: String,
     inner: Mutex<Inner>,
     events: broadcast::Sender<ChatEvent>,
-    store: ChatStore,
+    log: ChatLog,
     origin: Arc<Store>,
     metrics: Arc<Metrics>,
     queue: usize,
@@ -100,6 +115,8 @@ pub struct RoomHandle {
 enum Pending {
     Insert(ConnId, protocol::Draft),
     Delete(ConnId, u64),
+    /// Cluster only: a moderator's sanction for the shared log.
+    Sanction(ConnId, Sanction),
 }
 
 /// A connection admitted to a room: its outgoing queue (welcome already in it).
@@ -112,7 +129,7 @@ pub struct Joined {
 pub struct ChatRooms {
     rooms: HashMap<String, Arc<RoomHandle>>,
     tokens: Vec<String>,
-    store: ChatStore,
+    log: ChatLog,
     next_conn: AtomicU64,
     /// Largest incoming frame accepted (bytes).
     pub max_frame: usize,
@@ -125,8 +142,31 @@ impl ChatRooms {
         origin: Arc<Store>,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<ChatRooms>, store::StoreError> {
+        let store = ChatStore::open(&config.chat.store)?;
+        Ok(Self::build(config, origin, metrics, ChatLog::Local(store)))
+    }
+
+    /// The rooms of a node in a cluster: the log is the cluster's stream (no SQLite), and
+    /// following it starts now, in the background (docs/cluster.md, "Chat").
+    pub fn clustered(
+        config: &Config,
+        origin: Arc<Store>,
+        metrics: Arc<Metrics>,
+        cluster: Arc<Cluster>,
+    ) -> Arc<ChatRooms> {
+        let chat = ClusterChat::new(cluster, config.chat.history);
+        let rooms = Self::build(config, origin, metrics, ChatLog::Cluster(chat.clone()));
+        chat.start(rooms.clone());
+        rooms
+    }
+
+    fn build(
+        config: &Config,
+        origin: Arc<Store>,
+        metrics: Arc<Metrics>,
+        log: ChatLog,
+    ) -> Arc<ChatRooms> {
         let c = &config.chat;
-        let store = ChatStore::open(&c.store)?;
         let limits = Limits {
             max_message_len: c.max_message_len,
             burst: c.burst,
@@ -139,15 +179,21 @@ impl ChatRooms {
             .streams
             .iter()
             .map(|s| {
+                let mut room = Room::new(limits.clone(), Vec::new());
+                if matches!(log, ChatLog::Cluster(_)) {
+                    room.set_replicated(cluster::HISTORY_SPARE);
+                }
                 let handle = Arc::new(RoomHandle {
                     name: s.name.clone(),
                     inner: Mutex::new(Inner {
-                        room: Room::new(limits.clone(), Vec::new()),
+                        room,
                         conns: HashMap::new(),
                         life: Life::Closed,
+                        local_live: false,
+                        absent_ticks: 0,
                     }),
                     events: broadcast::channel(EVENTS_CAPACITY).0,
-                    store: store.clone(),
+                    log: log.clone(),
                     origin: origin.clone(),
                     metrics: metrics.clone(),
                     queue: c.send_queue,
@@ -157,23 +203,39 @@ impl ChatRooms {
                 (s.name.clone(), handle)
             })
             .collect();
-        Ok(Arc::new(ChatRooms {
+        Arc::new(ChatRooms {
             rooms,
             tokens: c.moderator_tokens.clone(),
-            store,
+            log,
             next_conn: AtomicU64::new(1),
             max_frame: 4 * c.max_message_len + 4096,
-        }))
+        })
     }
 
-    /// Runs the viewer-count pushes and closes rooms past `keep_after_end`; spawn once.
+    /// Runs the viewer-count pushes and closes rooms past `keep_after_end`; spawn once. In a
+    /// cluster it also publishes this node's counts and opens and ends rooms as their streams
+    /// go live and end on other nodes.
     pub async fn run_timers(self: Arc<Self>) {
         let mut tick = tokio::time::interval(VIEWERS_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let settled = match &self.log {
+                ChatLog::Cluster(c) => c.directory_settled(),
+                ChatLog::Local(_) => false,
+            };
             for room in self.rooms.values() {
-                room.tick();
+                let remote = match &self.log {
+                    ChatLog::Cluster(c) => {
+                        room.follow_directory(c, settled);
+                        c.remote_viewers(&room.name)
+                    }
+                    ChatLog::Local(_) => 0,
+                };
+                room.tick(remote);
+            }
+            if let ChatLog::Cluster(c) = &self.log {
+                c.publish_census(&self).await;
             }
         }
     }
@@ -211,8 +273,9 @@ impl ChatRooms {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn store(&self) -> &ChatStore {
-        &self.store
+    /// The chat log (its `range` serves the history API).
+    pub fn store(&self) -> &ChatLog {
+        &self.log
     }
 
     /// Opens and closes rooms as the hub's streams go live and end; spawn once. The room's
@@ -266,9 +329,21 @@ impl RoomHandle {
     }
 
     async fn open(self: Arc<Self>) {
+        let store = match &self.log {
+            ChatLog::Local(store) => store.clone(),
+            ChatLog::Cluster(_) => {
+                // The room already holds the shared log's tail and its sanctions.
+                let mut g = self.lock();
+                g.local_live = true;
+                g.life = Life::Live;
+                g.room.set_open(true);
+                tracing::info!(stream = %self.name, "chat room open");
+                return;
+            }
+        };
         let fresh = self.lock().life == Life::Closed;
         let history = if fresh {
-            let (store, name, n) = (self.store.clone(), self.name.clone(), self.history);
+            let (name, n) = (self.name.clone(), self.history);
             match tokio::task::spawn_blocking(move || store.recent(&name, n)).await {
                 Ok(Ok(h)) => Some(h),
                 Ok(Err(e)) => {
@@ -295,6 +370,12 @@ impl RoomHandle {
     }
 
     fn end(&self) {
+        if let ChatLog::Cluster(c) = &self.log {
+            self.lock().local_live = false;
+            if self.live_elsewhere(c) {
+                return; // the publisher moved to another node: the room carries on
+            }
+        }
         let mut g = self.lock();
         if g.life == Life::Live {
             g.life = Life::Ended(Instant::now());
@@ -303,11 +384,17 @@ impl RoomHandle {
         }
     }
 
-    fn tick(&self) {
+    /// `remote_chat`: chat connections on other nodes (cluster).
+    fn tick(&self, remote_chat: usize) {
         let mut g = self.lock();
         if let Life::Ended(at) = g.life {
             if at.elapsed() >= self.keep_after_end {
                 g.life = Life::Closed;
+                if let ChatLog::Cluster(c) = &self.log {
+                    // The room's life is over on this node: so are its sanctions.
+                    g.room.reset_moderation();
+                    c.forget_sanctions(&self.name);
+                }
                 let conns: Vec<ConnId> = g.conns.keys().copied().collect();
                 for c in conns {
                     g.room.leave(c);
@@ -325,7 +412,7 @@ impl RoomHandle {
             return;
         }
         // HLS viewers are not counted: behind a CDN the origin cannot see them (docs/chat-protocol.md).
-        if let Some(out) = g.room.viewers(0) {
+        if let Some(out) = g.room.viewers_with(remote_chat, 0) {
             let pending = self.dispatch(&mut g, vec![out]);
             debug_assert!(pending.is_empty());
         }
@@ -396,15 +483,26 @@ impl RoomHandle {
         };
         // Store calls run unlocked: a failing store answers inline, and that answer locks.
         for p in pending {
+            let store = match &self.log {
+                ChatLog::Local(store) => store,
+                ChatLog::Cluster(c) => {
+                    self.run_in_cluster(c, p);
+                    continue;
+                }
+            };
             let me = self.clone();
             match p {
                 Pending::Insert(conn, draft) => {
-                    self.store
-                        .insert(&self.name, draft, Box::new(move |r| me.inserted(conn, r)))
+                    store.insert(&self.name, draft, Box::new(move |r| me.inserted(conn, r)))
                 }
                 Pending::Delete(conn, id) => {
-                    self.store
-                        .delete(&self.name, id, Box::new(move |r| me.deleted(conn, id, r)))
+                    store.delete(&self.name, id, Box::new(move |r| me.deleted(conn, id, r)))
+                }
+                Pending::Sanction(_, s) => {
+                    // Local rooms apply sanctions themselves; kept for completeness.
+                    let mut g = self.lock();
+                    let out = g.room.apply(&s, now);
+                    self.dispatch(&mut g, out);
                 }
             }
         }
@@ -472,6 +570,7 @@ impl RoomHandle {
                 }
                 Output::Persist(c, d) => pending.push(Pending::Insert(c, d)),
                 Output::PersistDelete(c, id) => pending.push(Pending::Delete(c, id)),
+                Output::Replicate(c, s) => pending.push(Pending::Sanction(c, s)),
                 Output::Close(c, f) => Self::close(g, c, f),
             }
         }

@@ -5,8 +5,16 @@
 //! A message is not broadcast when it is accepted: the room asks for it to be stored
 //! ([`Output::Persist`]) and broadcasts it once [`Room::committed`] reports the store has it,
 //! so every message anyone has seen survives a restart.
+//!
+//! In a cluster ([`Room::set_replicated`]) the same room runs on every node: a moderator's
+//! timeout or ban is checked here and then handed out as [`Output::Replicate`]; every node
+//! (this one included) applies it with [`Room::apply`] when it comes back through the shared
+//! log, and messages and deletions from any node arrive through [`Room::committed`] and
+//! [`Room::apply_deleted`] in the log's order.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
 
 use super::names;
 use super::protocol::{ChatMessage, Draft, LimitsInfo, ServerFrame};
@@ -48,6 +56,33 @@ pub enum Output {
     PersistDelete(ConnId, u64),
     /// Send this error frame, then close the connection (it is no longer a member).
     Close(ConnId, ServerFrame),
+    /// Replicated rooms only: a checked moderator action from `ConnId` for the shared log;
+    /// every node applies it with [`Room::apply`] when the log delivers it.
+    Replicate(ConnId, Sanction),
+}
+
+/// A moderator's sanction against a name, as every node of a cluster applies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Sanction {
+    /// `seconds` 0 lifts a timeout; `until_ms` is the end on the issuing node's clock.
+    Timeout {
+        name: String,
+        seconds: u64,
+        until_ms: u64,
+    },
+    Ban {
+        name: String,
+    },
+}
+
+impl Sanction {
+    /// The sanctioned name as given by the moderator.
+    pub fn name(&self) -> &str {
+        match self {
+            Sanction::Timeout { name, .. } | Sanction::Ban { name } => name,
+        }
+    }
 }
 
 struct Member {
@@ -71,7 +106,13 @@ pub struct Room {
     bans: HashSet<String>,
     /// Name key → end of timeout (ms).
     timeouts: HashMap<String, u64>,
+    /// The newest stored messages, oldest first: `limits.history` plus `spare`.
     history: VecDeque<ChatMessage>,
+    /// Messages kept beyond `limits.history`, so that deletions do not shorten the history a
+    /// replicated room shows (every node shows the same newest `limits.history`).
+    spare: usize,
+    /// Moderation goes through the shared log of a cluster ([`Output::Replicate`]).
+    replicated: bool,
     guests: u64,
     last_viewers: Option<usize>,
 }
@@ -88,6 +129,8 @@ impl Room {
             bans: HashSet::new(),
             timeouts: HashMap::new(),
             history: VecDeque::new(),
+            spare: 0,
+            replicated: false,
             guests: 0,
             last_viewers: None,
         };
@@ -95,6 +138,26 @@ impl Room {
             room.push_history(m);
         }
         room
+    }
+
+    /// Makes this room one node's copy of a cluster-wide room: moderation is replicated
+    /// through the shared log, and `spare` more messages than shown are kept.
+    pub fn set_replicated(&mut self, spare: usize) {
+        self.replicated = true;
+        self.spare = spare;
+    }
+
+    /// Replaces the history (oldest first), e.g. with the tail of the shared log.
+    pub fn seed_history(&mut self, history: Vec<ChatMessage>) {
+        self.history.clear();
+        for m in history {
+            self.push_history(m);
+        }
+    }
+
+    /// Whether message `id` is among the messages this room keeps.
+    pub fn has_message(&self, id: u64) -> bool {
+        self.history.iter().any(|m| m.id == id)
     }
 
     pub fn limits(&self) -> &Limits {
@@ -121,8 +184,10 @@ impl Room {
         self.members.len()
     }
 
+    /// The history viewers get on join: the newest `limits.history` messages, oldest first.
     pub fn history(&self) -> impl Iterator<Item = &ChatMessage> {
-        self.history.iter()
+        let skip = self.history.len().saturating_sub(self.limits.history);
+        self.history.iter().skip(skip)
     }
 
     pub fn name_of(&self, conn: ConnId) -> Option<&str> {
@@ -133,7 +198,7 @@ impl Room {
         if self.limits.history == 0 {
             return;
         }
-        while self.history.len() >= self.limits.history {
+        while self.history.len() >= self.limits.history + self.spare {
             self.history.pop_front();
         }
         self.history.push_back(m);
@@ -196,7 +261,7 @@ impl Room {
         );
         let welcome = ServerFrame::Welcome {
             name,
-            history: self.history.iter().cloned().collect(),
+            history: self.history().cloned().collect(),
             moderator,
             open: self.open,
             limits: LimitsInfo {
@@ -362,8 +427,25 @@ impl Room {
                 None,
             );
         }
+        self.apply_deleted(id)
+    }
+
+    /// Message `id` is deleted (here, or on another node of a cluster): it leaves the history
+    /// and everyone is told.
+    pub fn apply_deleted(&mut self, id: u64) -> Vec<Output> {
         self.history.retain(|m| m.id != id);
         vec![Output::Broadcast(ServerFrame::Deleted { id })]
+    }
+
+    /// `name` sent a message through another node of a cluster: slow mode holds for the name
+    /// here too (stamped with this node's clock when the message arrived).
+    pub fn note_sent(&mut self, name: &str, now_ms: u64) {
+        if self.limits.slow_mode_ms > 0 {
+            self.slow
+                .entry(names::key(name))
+                .or_default()
+                .record(now_ms);
+        }
     }
 
     /// A moderator's `timeout`: `name` may not send for `seconds` (0 lifts it).
@@ -388,32 +470,15 @@ impl Room {
                 None,
             );
         }
-        // Keep the map small: expired entries go whenever one is added.
-        self.timeouts.retain(|_, until| *until > now_ms);
-        if seconds == 0 {
-            self.timeouts.remove(&key);
-        } else {
-            self.timeouts.insert(key.clone(), now_ms + seconds * 1000);
-        }
-        let mut out = Vec::new();
-        if let Some(&target) = self.names.get(&key) {
-            if seconds > 0 {
-                out.push(Output::To(
-                    target,
-                    ServerFrame::Error {
-                        code: "timed_out",
-                        reason: format!("a moderator timed you out for {seconds} s"),
-                        retry_after_ms: Some(seconds * 1000),
-                    },
-                ));
-            }
-        }
-        out.push(Output::Broadcast(ServerFrame::Moderation {
-            action: "timeout",
+        let sanction = Sanction::Timeout {
             name: name.to_string(),
-            seconds: Some(seconds),
-        }));
-        out
+            seconds,
+            until_ms: now_ms.saturating_add(seconds.saturating_mul(1000)),
+        };
+        if self.replicated {
+            return vec![Output::Replicate(conn, sanction)];
+        }
+        self.apply(&sanction, now_ms)
     }
 
     /// A moderator's `ban`: `name` is closed out and cannot join again while the room lives.
@@ -430,27 +495,82 @@ impl Room {
                 None,
             );
         }
-        self.bans.insert(key.clone());
-        let mut out = Vec::new();
-        if let Some(&target) = self.names.get(&key) {
-            self.leave(target);
-            out.push(Output::Close(
-                target,
-                ServerFrame::error("banned", "a moderator banned you from this room"),
-            ));
-        }
-        out.push(Output::Broadcast(ServerFrame::Moderation {
-            action: "ban",
+        let sanction = Sanction::Ban {
             name: name.to_string(),
-            seconds: None,
-        }));
+        };
+        if self.replicated {
+            return vec![Output::Replicate(conn, sanction)];
+        }
+        self.apply(&sanction, 0)
+    }
+
+    /// Carries out a sanction (checked where it was issued): records it, tells and (for a
+    /// ban) closes the name's connection, and tells the room. In a cluster a moderator
+    /// connected to this node is left alone: the issuing node could not see them.
+    pub fn apply(&mut self, sanction: &Sanction, now_ms: u64) -> Vec<Output> {
+        let key = names::key(sanction.name());
+        if self.replicated && self.is_moderator_name(&key) {
+            return Vec::new();
+        }
+        let target = self.names.get(&key).copied();
+        let mut out = Vec::new();
+        match sanction {
+            Sanction::Timeout {
+                name,
+                seconds,
+                until_ms,
+            } => {
+                // Keep the map small: expired entries go whenever one is added.
+                self.timeouts.retain(|_, until| *until > now_ms);
+                if *seconds == 0 {
+                    self.timeouts.remove(&key);
+                } else {
+                    self.timeouts.insert(key, *until_ms);
+                }
+                if let (Some(target), true) = (target, *seconds > 0) {
+                    out.push(Output::To(
+                        target,
+                        ServerFrame::Error {
+                            code: "timed_out",
+                            reason: format!("a moderator timed you out for {seconds} s"),
+                            retry_after_ms: Some(seconds * 1000),
+                        },
+                    ));
+                }
+                out.push(Output::Broadcast(ServerFrame::Moderation {
+                    action: "timeout",
+                    name: name.clone(),
+                    seconds: Some(*seconds),
+                }));
+            }
+            Sanction::Ban { name } => {
+                self.bans.insert(key);
+                if let Some(target) = target {
+                    self.leave(target);
+                    out.push(Output::Close(
+                        target,
+                        ServerFrame::error("banned", "a moderator banned you from this room"),
+                    ));
+                }
+                out.push(Output::Broadcast(ServerFrame::Moderation {
+                    action: "ban",
+                    name: name.clone(),
+                    seconds: None,
+                }));
+            }
+        }
         out
     }
 
     /// A `viewers` frame when the count (chat connections plus `other` viewers) changed since
     /// the last one; the glue calls this on a timer, which is the throttle.
     pub fn viewers(&mut self, other: usize) -> Option<Output> {
-        let chat = self.members.len();
+        self.viewers_with(0, other)
+    }
+
+    /// [`Room::viewers`] in a cluster: `remote_chat` chat connections on the other nodes.
+    pub fn viewers_with(&mut self, remote_chat: usize, other: usize) -> Option<Output> {
+        let chat = self.members.len() + remote_chat;
         let count = chat + other;
         if self.last_viewers == Some(count) {
             return None;
@@ -747,5 +867,134 @@ mod tests {
         assert_eq!(r.viewers(4), None);
         r.join(2, None, false, 0).unwrap();
         assert!(r.viewers(4).is_some());
+    }
+
+    fn replicated(l: Limits, spare: usize) -> Room {
+        let mut r = room(l);
+        r.set_replicated(spare);
+        r
+    }
+
+    #[test]
+    fn replicated_moderation_is_checked_here_and_applied_from_the_log() {
+        let mut r = replicated(limits(), 0);
+        r.join(1, Some("mod1"), true, 0).unwrap();
+        r.join(2, Some("troll"), false, 0).unwrap();
+        // Checks still happen where the action is issued…
+        assert_eq!(code(&r.timeout(2, "mod1", 5, 0)), Some("not_moderator"));
+        assert_eq!(code(&r.ban(1, "mod1")), Some("forbidden"));
+        // …and a checked action goes to the log, changing nothing yet.
+        let out = r.timeout(1, "Troll", 60, 1_000);
+        let [Output::Replicate(1, s)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            s,
+            &Sanction::Timeout {
+                name: "Troll".into(),
+                seconds: 60,
+                until_ms: 61_000
+            }
+        );
+        assert_eq!(code(&say(&mut r, 2, "still free", 2_000, 1)), None);
+        // Applied when the log delivers it (here or on any node).
+        let out = r.apply(s, 2_000);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::To(
+                2,
+                ServerFrame::Error {
+                    code: "timed_out",
+                    ..
+                }
+            )
+        )));
+        assert_eq!(code(&r.send(2, "hi", 3_000, 0)), Some("timed_out"));
+        let ban = r.ban(1, "troll");
+        let [Output::Replicate(1, ban)] = ban.as_slice() else {
+            panic!("{ban:?}")
+        };
+        let out = r.apply(ban, 4_000);
+        assert!(matches!(&out[0], Output::Close(2, _)));
+        assert_eq!(refused(r.join(3, Some("troll"), false, 5_000)), "banned");
+    }
+
+    #[test]
+    fn a_sanction_from_another_node_spares_a_moderator_connected_here() {
+        let mut r = replicated(limits(), 0);
+        r.join(1, Some("boss"), true, 0).unwrap();
+        let s = Sanction::Ban {
+            name: "boss".into(),
+        };
+        assert_eq!(r.apply(&s, 0), Vec::new());
+        assert_eq!(r.connections(), 1);
+    }
+
+    #[test]
+    fn slow_mode_counts_messages_sent_through_other_nodes() {
+        let mut l = limits();
+        l.slow_mode_ms = 10_000;
+        let mut r = replicated(l, 0);
+        r.join(1, Some("ann"), false, 0).unwrap();
+        r.note_sent("ANN", 5_000);
+        let out = r.send(1, "hi", 6_000, 0);
+        assert_eq!(code(&out), Some("slow_mode"));
+        assert_eq!(code(&say(&mut r, 1, "hi", 15_000, 1)), None);
+        // Off: nothing is recorded.
+        let mut r = replicated(limits(), 0);
+        r.note_sent("ann", 1);
+        assert!(r.slow.is_empty());
+    }
+
+    #[test]
+    fn spare_history_keeps_the_shown_history_full_after_deletions() {
+        let mut r = replicated(limits(), 2);
+        r.join(1, Some("m"), true, 0).unwrap();
+        for i in 1..=6u64 {
+            say(&mut r, 1, "x", i * 10_000, i);
+        }
+        let ids = |r: &Room| r.history().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(&r), [4, 5, 6]);
+        assert!(
+            r.has_message(2) && !r.has_message(1),
+            "three shown, two spare"
+        );
+        r.apply_deleted(5);
+        assert_eq!(ids(&r), [3, 4, 6], "a spare fills the gap");
+        // A node that loads the log's tail later shows the same.
+        let mut late = replicated(limits(), 2);
+        late.seed_history(
+            [3, 4, 6]
+                .map(|i| {
+                    Draft {
+                        name: "m".into(),
+                        text: "x".into(),
+                        ts: i,
+                        pdt: i,
+                    }
+                    .with_id(i)
+                })
+                .to_vec(),
+        );
+        assert_eq!(ids(&late), ids(&r));
+        let out = late.join(9, None, false, 0).unwrap();
+        let Output::To(_, ServerFrame::Welcome { history, .. }) = &out[0] else {
+            panic!()
+        };
+        assert_eq!(history.len(), 3);
+    }
+
+    #[test]
+    fn viewers_add_chat_connections_on_other_nodes() {
+        let mut r = room(limits());
+        r.join(1, None, false, 0).unwrap();
+        assert_eq!(
+            r.viewers_with(4, 0),
+            Some(Output::Broadcast(ServerFrame::Viewers {
+                count: 5,
+                chat: 5
+            }))
+        );
+        assert_eq!(r.viewers_with(4, 0), None);
     }
 }
