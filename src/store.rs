@@ -14,6 +14,7 @@ use crate::package::playlist::{
     self, MediaPlaylist, OpenSegment, Part, RenditionReport, Segment, Skip, Variant,
 };
 use crate::package::segmenter::Output;
+use crate::util::base36;
 use crate::util::time::unix_ms;
 
 /// Complete segments that keep their parts addressable (players may still be
@@ -98,20 +99,6 @@ pub struct Store {
 
 /// Ended playlists stay readable this long after their stream ends.
 pub const ENDED_KEEP: Duration = Duration::from_secs(300);
-
-fn base36(mut n: u64) -> String {
-    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 impl Store {
     pub fn get(&self, name: &str) -> Option<Arc<StreamEntry>> {

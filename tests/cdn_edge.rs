@@ -20,7 +20,6 @@ use common::*;
 const VIEWERS: usize = 200;
 const RUN_SECS: u64 = 20;
 
-
 /// Runs the futures concurrently (on this task) and returns their outputs in order.
 async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
     let mut set = Vec::new();

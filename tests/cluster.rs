@@ -175,7 +175,8 @@ async fn one_publisher_per_name_across_nodes_and_failover_continues_the_playlist
             p.text
         );
         assert!(
-            p.segments.first().is_some_and(|s| s.discontinuity) || p.media_sequence > after.media_sequence,
+            p.segments.first().is_some_and(|s| s.discontinuity)
+                || p.media_sequence > after.media_sequence,
             "the edge serves b's continued playlist (discontinuity first):\n{}",
             p.text
         );

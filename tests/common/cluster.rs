@@ -121,14 +121,7 @@ impl Node {
             "\n[cluster]\nnats = [\"{}\"]\nnode = \"{name}\"\nadvertise = \"http://{http}\"\n",
             nats.url()
         ));
-        if !toml.contains("store =") {
-            let store = format!("store = \"{}\"\n", dir.path().join("chat.db").display());
-            if toml.contains("[chat]\n") {
-                toml = toml.replacen("[chat]\n", &format!("[chat]\n{store}"), 1);
-            } else {
-                toml.push_str(&format!("\n[chat]\n{store}"));
-            }
-        }
+        super::with_own_chat_store(&mut toml, dir.path());
         let config = dir.path().join("ferrocast.toml");
         std::fs::write(&config, toml).expect("node config");
         let mut node = Node {

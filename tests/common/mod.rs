@@ -250,6 +250,19 @@ pub fn config_toml(opts: &ServerOpts, http: &str, rtmp: &str) -> String {
     s
 }
 
+/// Gives a config its own chat log in `dir`, unless the test named one.
+pub fn with_own_chat_store(toml: &mut String, dir: &Path) {
+    if toml.contains("store =") {
+        return;
+    }
+    let store = format!("store = \"{}\"\n", dir.join("chat.db").display());
+    if toml.contains("[chat]\n") {
+        *toml = toml.replacen("[chat]\n", &format!("[chat]\n{store}"), 1);
+    } else {
+        toml.push_str(&format!("\n[chat]\n{store}"));
+    }
+}
+
 /// A server running inside the test's runtime on ephemeral ports.
 pub struct TestServer {
     pub server: ferrocast::server::Server,
@@ -267,15 +280,7 @@ impl TestServer {
         let dir = TempDir::new("server");
         let path = dir.path().join("ferrocast.toml");
         let mut toml = config_toml(&opts, "127.0.0.1:0", "127.0.0.1:0");
-        // Each server keeps its chat log in its own temp dir unless the test names one.
-        if !toml.contains("store =") {
-            let store = format!("store = \"{}\"\n", dir.path().join("chat.db").display());
-            if toml.contains("[chat]\n") {
-                toml = toml.replacen("[chat]\n", &format!("[chat]\n{store}"), 1);
-            } else {
-                toml.push_str(&format!("\n[chat]\n{store}"));
-            }
-        }
+        with_own_chat_store(&mut toml, dir.path());
         std::fs::write(&path, toml).unwrap();
         // Extra pipeline files live beside copies of the shipped ones.
         let base = if opts.pipelines.is_empty() {

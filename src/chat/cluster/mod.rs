@@ -83,7 +83,7 @@ impl ClusterChat {
     pub fn new(cluster: Arc<Cluster>, history: usize) -> Arc<ClusterChat> {
         Arc::new(ClusterChat {
             cluster,
-            boot: radix36(now_ms()),
+            boot: crate::util::base36(now_ms()),
             actions: AtomicU64::new(1),
             stream: Mutex::new(None),
             kv: Mutex::new(None),
@@ -314,33 +314,5 @@ impl ClusterChat {
                 self.range(room, from, to, limit),
             ))
             .map_err(|_| format!("no answer from NATS within {:?}", range::RANGE_TIMEOUT))?
-    }
-}
-
-fn radix36(mut n: u64) -> String {
-    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut out = Vec::new();
-    loop {
-        out.push(DIGITS[(n % 36) as usize]);
-        n /= 36;
-        if n == 0 {
-            break;
-        }
-    }
-    out.reverse();
-    String::from_utf8(out).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn boot_ids_are_short_and_distinct() {
-        assert_eq!(radix36(0), "0");
-        assert_eq!(radix36(35), "z");
-        assert_eq!(radix36(36), "10");
-        assert_ne!(radix36(1_764_130_000_000), radix36(1_764_130_000_001));
-        assert!(radix36(u64::MAX).len() <= 13);
     }
 }
