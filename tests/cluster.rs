@@ -62,6 +62,29 @@ async fn wait_log(node: &Node, needle: &str, within: Duration) {
     }
 }
 
+/// Starts a publisher on `node` again and again until one is still running 2 s later (the
+/// node accepted it), within `within`.
+async fn publish_until_accepted(
+    node: &Node,
+    logs: &std::path::Path,
+    within: Duration,
+) -> Publisher {
+    let t0 = Instant::now();
+    loop {
+        let mut p = Publisher::start(&node.rtmp_url(STREAM, KEY), 600.0, logs);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if p.try_wait().is_none() {
+            return p;
+        }
+        assert!(
+            t0.elapsed() < within,
+            "node {} kept refusing the publisher:\n{}",
+            node.name,
+            common::tail(&node.log_path(), 20)
+        );
+    }
+}
+
 async fn publishing_on(node: &Node) -> Option<bool> {
     let r = node.client.get(&node.url("/api/v1/streams")).await;
     let v: serde_json::Value = serde_json::from_str(&r.text()).ok()?;
@@ -126,20 +149,7 @@ async fn one_publisher_per_name_across_nodes_and_failover_continues_the_playlist
         .map(|s| s.msn)
         .expect("a had segments");
     // The directory learns of the departure within a heartbeat; retry until b accepts.
-    let mut on_b;
-    let t0 = Instant::now();
-    loop {
-        on_b = Publisher::start(&b.rtmp_url(STREAM, KEY), 600.0, logs.path());
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        if on_b.try_wait().is_none() {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "b kept refusing the returning publisher:\n{}",
-            common::tail(&b.log_path(), 20)
-        );
-    }
+    let mut on_b = publish_until_accepted(&b, logs.path(), Duration::from_secs(20)).await;
     let after = wait_playlist(
         &b,
         Duration::from_secs(40),
@@ -200,20 +210,7 @@ async fn a_dead_nodes_stream_can_be_published_elsewhere_after_expiry() {
     on_a.kill();
     // Within the record's expiry b refuses (a may still be alive as far as anyone knows);
     // afterwards it takes the name over and continues after a's last segment.
-    let t0 = Instant::now();
-    let mut on_b;
-    loop {
-        on_b = Publisher::start(&b.rtmp_url(STREAM, KEY), 600.0, logs.path());
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        if on_b.try_wait().is_none() {
-            break;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "b never took over a dead node's stream:\n{}",
-            common::tail(&b.log_path(), 20)
-        );
-    }
+    let mut on_b = publish_until_accepted(&b, logs.path(), Duration::from_secs(30)).await;
     let after = wait_playlist(&b, Duration::from_secs(40), "b live", |p| {
         !p.segments.is_empty()
     })
